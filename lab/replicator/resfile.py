@@ -326,14 +326,14 @@ def _parse_resource(p: _Parser, common: Mapping[str, Mapping[str, str]]) -> Reso
     if protocol not in ("A", "B", "C"):
         raise ResFileError(p.file, name_tok.line, f"protocol {protocol!r}: expected A, B or C")
     net = sections["net"]
-    for key, allowed in (
+    for opt, allowed in (
         ("after-sb-0pri", AFTER_SB_0PRI),
         ("after-sb-1pri", AFTER_SB_1PRI),
         ("after-sb-2pri", AFTER_SB_2PRI),
     ):
-        if key in net and net[key] not in allowed:
+        if opt in net and net[opt] not in allowed:
             raise ResFileError(
-                p.file, name_tok.line, f"{key} {net[key]!r}: expected one of {sorted(allowed)}"
+                p.file, name_tok.line, f"{opt} {net[opt]!r}: expected one of {sorted(allowed)}"
             )
     if "shared-secret" in net and "cram-hmac-alg" not in net:
         raise ResFileError(p.file, name_tok.line, "shared-secret without cram-hmac-alg")
