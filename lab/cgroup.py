@@ -1,0 +1,136 @@
+"""Freezer cgroups: the lab's grip on every process of a node.
+
+Every process a lab starts inside a node is placed in that node's cgroup before it execs, so the
+cgroup is the authoritative list of the node's processes: `freeze()` stops them all at once (the
+kernel's freezer, not SIGSTOP, so nothing inside can notice or refuse), `kill_all()` is a power
+cut, and cleanup after a SIGKILLed `lab up` finds every survivor without matching names.
+cgroup v1's freezer is used where mounted (the measured default here); cgroup v2's cgroup.freeze
+otherwise.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from pathlib import Path
+
+V1_ROOT = Path("/sys/fs/cgroup/freezer")
+V2_ROOT = Path("/sys/fs/cgroup")
+TOP = "hapair-lab"
+
+
+def hierarchy_root() -> Path:
+    """Where the lab's cgroups live on this machine."""
+    if (V1_ROOT / "freezer.state").exists() or (V1_ROOT / "cgroup.procs").exists():
+        return V1_ROOT / TOP
+    return V2_ROOT / TOP
+
+
+class Cgroup:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.v1 = str(path).startswith(str(V1_ROOT))
+
+    @classmethod
+    def for_node(cls, lab: str, node: str) -> Cgroup:
+        return cls(hierarchy_root() / lab / node)
+
+    def create(self) -> None:
+        # A concurrent teardown of another lab may rmdir the shared parent between our mkdirs.
+        for _ in range(5):
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                return
+            except FileNotFoundError:
+                time.sleep(0.01)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    @property
+    def procs_file(self) -> Path:
+        return self.path / "cgroup.procs"
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in self.procs_file.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def freeze(self) -> None:
+        self._set_frozen(True)
+
+    def thaw(self) -> None:
+        self._set_frozen(False)
+
+    def frozen(self) -> bool:
+        try:
+            if self.v1:
+                return (self.path / "freezer.state").read_text().strip() != "THAWED"
+            return (self.path / "cgroup.freeze").read_text().strip() == "1"
+        except FileNotFoundError:
+            return False
+
+    def _set_frozen(self, frozen: bool) -> None:
+        if self.v1:
+            (self.path / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
+            want = "FROZEN" if frozen else "THAWED"
+            deadline = time.monotonic() + 5
+            while (self.path / "freezer.state").read_text().strip() != want:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.path}: freezer did not reach {want}")
+                time.sleep(0.005)
+        else:
+            (self.path / "cgroup.freeze").write_text("1" if frozen else "0")
+
+    def kill_all(self, timeout: float = 5.0) -> None:
+        """SIGKILL every process, thaw so frozen ones can die, wait until the cgroup is empty."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if self.frozen():
+                self.thaw()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.path}: processes {pids} survived SIGKILL")
+            time.sleep(0.01)
+
+    def remove(self) -> None:
+        """Remove this cgroup (after kill_all) and any now-empty lab parents."""
+        if self.path.is_dir():
+            self.kill_all()
+            for child in sorted(self.path.iterdir(), reverse=True):
+                if child.is_dir():
+                    Cgroup(child).remove()
+            _rmdir(self.path)
+        for parent in (self.path.parent, self.path.parent.parent):
+            if parent.name and parent != V1_ROOT and parent != V2_ROOT and \
+                    str(parent).startswith(str(hierarchy_root())):
+                _rmdir(parent)
+
+
+def _rmdir(path: Path) -> None:
+    for _ in range(100):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                return  # another lab still lives below it
+            if exc.errno != errno.EBUSY:
+                raise
+            if any(child.is_dir() for child in path.iterdir()):
+                return  # cgroupfs says EBUSY for a parent whose children still exist
+            time.sleep(0.01)
+    path.rmdir()

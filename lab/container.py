@@ -1,0 +1,250 @@
+"""The container backend: how a node's namespaces are made, entered and destroyed.
+
+A node is one `unshare` process whose child -- PID 1 of fresh net, mount, UTS, IPC and PID
+namespaces -- sets the node up (lab/container_init.py) and becomes tini. Nothing is named in the
+root namespace: no `ip netns` bind mounts, which a later node's mount namespace would copy and
+thereby keep another node's network alive after it "lost power". The namespaces live exactly as
+long as the node's processes; a crash that kills them takes the node's whole kernel network
+state (addresses, VIPs, neighbour caches) with it, as a power cut does.
+Commands run inside with `nsenter`, the way the NixOS test driver's nspawn backend does, after
+the spawning process has put itself into the node's cgroup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from lab.cgroup import Cgroup
+
+PERSISTENT_DIRS = (
+    # (path inside the node, start as a copy of the host's?)
+    ("/etc/ha.d", True),
+    ("/etc/dnsmasq.d", False),
+    ("/etc/default", True),
+    ("/etc/drbd.d", True),
+    ("/var/lib/heartbeat", True),
+    ("/var/lib/misc", False),
+    ("/var/lib/dhcp", False),
+    ("/var/log", False),
+    ("/var/cache/ddclient", False),
+    ("/srv", False),
+)
+PERSISTENT_FILES = (
+    ("/etc/dnsmasq.conf", True),
+    ("/etc/ddclient.conf", True),
+    ("/usr/sbin/drbdadm", True),
+    # written by the lab, never copied: a node must not learn the host's resolver or names
+    ("/etc/resolv.conf", False),
+    ("/etc/hosts", False),
+)
+VOLATILE_DIRS = ("/run", "/tmp")
+RUN_DIRS = ("/run/lock", "/run/sendsigs.omit.d")
+
+NSENTER_NAMESPACES = ("--mount", "--uts", "--ipc", "--net", "--pid")
+NODE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "TERM": os.environ.get("TERM", "xterm"),
+}
+
+
+class ContainerError(RuntimeError):
+    pass
+
+
+@dataclass
+class ContainerSpec:
+    """Everything needed to start one node container; pure data, serialisable to the init."""
+
+    hostname: str
+    fs_root: Path  # host directory holding the node's persistent files, mirrored by path
+    console: Path  # where PID 1's own output goes
+    cgroup: Cgroup
+    sysctls: dict[str, str] = field(default_factory=dict)
+    private: bool = True  # False for the switch: it needs a network namespace and nothing else
+
+    def host_path(self, container_path: str) -> Path:
+        return self.fs_root / container_path.lstrip("/")
+
+    def populate(self) -> None:
+        """Create the node's persistent files on first use (they survive crashes and reboots)."""
+        for path, copy in PERSISTENT_DIRS:
+            target = self.host_path(path)
+            if target.exists() or not Path(path).is_dir():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if copy:
+                subprocess.run(["cp", "-a", "--", path, str(target)], check=True)
+            else:
+                target.mkdir(mode=0o755)
+                shutil.copystat(path, target)
+        for path, copy in PERSISTENT_FILES:
+            target = self.host_path(path)
+            if target.exists() or not Path(path).exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if copy:
+                subprocess.run(["cp", "-aL", "--", path, str(target)], check=True)
+            else:
+                target.write_text(default_file_content(path, self.hostname))
+                target.chmod(0o644)
+
+    def init_spec(self) -> dict[str, Any]:
+        binds = []
+        for path, _ in PERSISTENT_DIRS + PERSISTENT_FILES:
+            if self.host_path(path).exists() and Path(path).exists():
+                binds.append((str(self.host_path(path)), path))
+        return {
+            "hostname": self.hostname,
+            "binds": binds if self.private else [],
+            "tmpfs": list(VOLATILE_DIRS) if self.private else [],
+            "mkdirs": list(RUN_DIRS) if self.private else [],
+            "sysctls": self.sysctls,
+            "console": str(self.console),
+            "tini": shutil.which("tini") or "/usr/bin/tini",
+        }
+
+
+def default_file_content(path: str, hostname: str) -> str:
+    if path == "/etc/hosts":
+        return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{hostname}\n"
+    if path == "/etc/resolv.conf":
+        return "# hapair-lab: no resolver until the lab's services configure one\n"
+    return ""
+
+
+@dataclass
+class Running:
+    """A started container: the `unshare` parent and the node's PID 1 (both host PIDs)."""
+
+    unshare_pid: int
+    init_pid: int
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def netns_path(self) -> str:
+        return f"/proc/{self.init_pid}/ns/net"
+
+
+def start(spec: ContainerSpec, timeout: float = 10.0) -> Running:
+    """Start the container and wait until its PID 1 has set everything up."""
+    spec.cgroup.create()
+    spec.console.parent.mkdir(parents=True, exist_ok=True)
+    if spec.private:
+        spec.populate()
+    flags = ["--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "--mount-proc",
+             "--propagation", "private"]
+    argv = ["unshare", *flags, "--", sys.executable, "-m", "lab.container_init",
+            json.dumps(spec.init_spec())]
+    console = open(spec.console, "ab")  # noqa: SIM115 -- handed to the child
+    try:
+        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=console, start_new_session=True, env=_init_env(),
+                                 preexec_fn=_joiner(spec.cgroup), cwd="/")
+    finally:
+        console.close()
+    assert popen.stdout is not None
+    line = _read_line(popen.stdout, timeout)
+    popen.stdout.close()
+    if line != b"ready\n":
+        popen.kill()
+        popen.wait()
+        detail = spec.console.read_text(errors="replace")[-2000:] if spec.console.exists() else ""
+        raise ContainerError(f"container {spec.hostname} did not start: {detail.strip()}")
+    init_pid = _child_of(popen.pid, timeout)
+    return Running(popen.pid, init_pid, popen)
+
+
+def _init_env() -> dict[str, str]:
+    env = dict(NODE_ENV)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return env
+
+
+def _joiner(cgroup: Cgroup) -> Any:
+    procs = str(cgroup.procs_file)
+
+    def join() -> None:
+        fd = os.open(procs, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")  # "0" = the writing process itself
+        finally:
+            os.close(fd)
+    return join
+
+
+def _read_line(stream: IO[bytes], timeout: float) -> bytes:
+    fd = stream.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            break
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _child_of(pid: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    while time.monotonic() < deadline:
+        try:
+            children = path.read_text().split()
+        except FileNotFoundError:
+            break
+        if children:
+            return int(children[0])
+        time.sleep(0.002)
+    raise ContainerError(f"unshare {pid} has no child")
+
+
+def exec_argv(init_pid: int, argv: Sequence[str]) -> list[str]:
+    """The host command line that runs `argv` inside the node whose PID 1 is `init_pid`."""
+    return ["nsenter", "--target", str(init_pid), *NSENTER_NAMESPACES, "--wd=/", "--", *argv]
+
+
+def popen_in(init_pid: int, cgroup: Cgroup, argv: Sequence[str], **kwargs: Any
+             ) -> subprocess.Popen[Any]:
+    """Start `argv` inside the node, in its cgroup (so freeze/crash reach it too)."""
+    kwargs.setdefault("env", dict(NODE_ENV))
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen(exec_argv(init_pid, argv), preexec_fn=_joiner(cgroup), **kwargs)
+
+
+def run_in(init_pid: int, cgroup: Cgroup, argv: Sequence[str], timeout: float | None,
+           input: str | None = None) -> subprocess.CompletedProcess[str]:
+    popen = popen_in(init_pid, cgroup, argv, stdin=subprocess.PIPE if input is not None
+                     else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                     text=True, start_new_session=True)
+    try:
+        out, _ = popen.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(popen)
+        out, _ = popen.communicate()
+        raise subprocess.TimeoutExpired(popen.args, timeout or 0, output=out) from None
+    return subprocess.CompletedProcess(popen.args, popen.returncode, out, None)
+
+
+def _kill_group(popen: subprocess.Popen[Any]) -> None:
+    try:
+        os.killpg(popen.pid, 9)
+    except ProcessLookupError:
+        pass

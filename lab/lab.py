@@ -1,0 +1,247 @@
+"""A lab: one switch, the topology's nodes, and the records that let it be removed.
+
+`Lab.create()` makes a new lab (refusing a name in use), `up()` powers it on, `down()` removes
+every trace. `Lab.attach()` reopens a running lab from its state directory, so `lab crash lsvm2`
+in one terminal acts on the lab `lab up` started in another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from lab import container
+from lab.cgroup import Cgroup
+from lab.container import ContainerSpec
+from lab.net import Fabric, NetworkMode, detect_mode
+from lab.node import Node
+from lab.stack import Stack, make_stack
+from lab.state import LabStateError, ProcessRef, Records, check_lab_name, labs_dir, teardown
+from lab.topology import Topology, load_topology
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+DEFAULT_TOPOLOGY = FIXTURES / "topology.toml"
+PROFILES = ("seed", "fast")
+
+Progress = Callable[[str], None]
+
+
+class LabExists(LabStateError):
+    pass
+
+
+class LabNotFound(LabStateError):
+    pass
+
+
+class Lab:
+    def __init__(self, name: str, topology: Topology, profile: str, stack: Stack | None,
+                 stack_name: str) -> None:
+        self.name = name
+        self.topology = topology
+        self.profile = profile
+        self.stack = stack
+        self.stack_name = stack_name
+        self.dir = labs_dir() / name
+        self.records = Records(self.dir)
+        self.nodes = {n: Node(self, spec) for n, spec in topology.nodes.items()}
+        self._fabric: Fabric | None = None
+        self._switch_popen: Any = None
+
+    def __getitem__(self, name: str) -> Node:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise KeyError(f"lab {self.name} has no node {name!r} (nodes: "
+                           f"{', '.join(self.nodes)})") from None
+
+    def __getattr__(self, name: str) -> Node:
+        nodes = self.__dict__.get("nodes", {})
+        if name in nodes:
+            return nodes[name]  # type: ignore[no-any-return]
+        raise AttributeError(name)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes.values())
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.name} profile={self.profile} stack={self.stack_name}>"
+
+    # -- creation ---------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, name: str, topology: Topology | None = None, profile: str = "fast",
+               stack: str = "none") -> Lab:
+        """Claim `name` and write the lab's identity; nothing runs yet."""
+        check_lab_name(name)
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+        topology = topology or load_topology(DEFAULT_TOPOLOGY)
+        stack_obj = make_stack(stack, profile)
+        labs_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+        lab_dir = labs_dir() / name
+        try:
+            lab_dir.mkdir(mode=0o700)
+        except FileExistsError:
+            raise LabExists(f"a lab named {name!r} already exists ({lab_dir}); `lab down "
+                            f"--name {name}` removes it") from None
+        lab = cls(name, topology, profile, stack_obj, stack)
+        shutil.copyfile(topology.source, lab_dir / "topology.toml") if Path(
+            topology.source).is_file() else None
+        lab._write_identity(network_mode=None)
+        return lab
+
+    @classmethod
+    def attach(cls, name: str) -> Lab:
+        """Reopen a lab that some other process brought up."""
+        check_lab_name(name)
+        lab_dir = labs_dir() / name
+        try:
+            identity = json.loads((lab_dir / "lab.json").read_text())
+        except FileNotFoundError:
+            raise LabNotFound(f"no lab named {name!r} (see `lab list`)") from None
+        topology = load_topology(lab_dir / "topology.toml")
+        stack = make_stack(identity["stack"], identity["profile"])
+        lab = cls(name, topology, identity["profile"], stack, identity["stack"])
+        return lab
+
+    def _write_identity(self, network_mode: str | None, **extra: Any) -> None:
+        identity = {"name": self.name, "profile": self.profile, "stack": self.stack_name,
+                    "network_mode": network_mode, "created": time.time(),
+                    "topology": self.topology.source, "creator_pid": os.getpid(), **extra}
+        tmp = self.dir / "lab.json.tmp"
+        tmp.write_text(json.dumps(identity, indent=2))
+        os.replace(tmp, self.dir / "lab.json")
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.dir / "lab.json").read_text())
+        return data
+
+    # -- the switch -------------------------------------------------------------------------------
+    @property
+    def switch_spec(self) -> ContainerSpec:
+        return ContainerSpec(hostname="switch", fs_root=self.dir / "switch",
+                             console=self.dir / "switch.log",
+                             cgroup=Cgroup.for_node(self.name, "switch"), private=False)
+
+    @property
+    def switch_pid(self) -> int:
+        pid = self.identity.get("switch_pid")
+        start = self.identity.get("switch_start")
+        if pid is None or not ProcessRef(pid, start).alive():
+            raise LabStateError(f"lab {self.name}: the switch is not running")
+        return int(pid)
+
+    @property
+    def switch_netns(self) -> str:
+        return f"/proc/{self.switch_pid}/ns/net"
+
+    @property
+    def fabric(self) -> Fabric:
+        if self._fabric is None:
+            mode: NetworkMode = self.identity["network_mode"]
+            self._fabric = Fabric(self.topology, self.switch_netns, mode)
+        return self._fabric
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def up(self, progress: Progress | None = None) -> None:
+        """Power everything on. On any failure (or ^C) the lab is removed again."""
+        say = progress or (lambda _msg: None)
+        try:
+            say("switch")
+            spec = self.switch_spec
+            self.records.add("cgroup", path=str(spec.cgroup.path))
+            running = container.start(spec)
+            self._switch_popen = running.popen
+            self.records.add("process", pid=running.unshare_pid,
+                             start=ProcessRef.of(running.unshare_pid).start, what="switch")
+            mode, why = detect_mode(running.netns_path)
+            self._write_identity(mode, network_mode_reason=why, switch_pid=running.init_pid,
+                                 switch_start=ProcessRef.of(running.init_pid).start)
+            self.fabric.build_switch()
+            self.log_event("lab.up", network_mode=mode)
+            for node in self.nodes.values():
+                node.container_spec.populate()
+            if self.stack is not None:
+                say("configuration")
+                self.stack.prepare(self)
+            for node in self.nodes.values():
+                say(f"node {node.name}")
+                node.start()
+        except BaseException:
+            with suppress(Exception):
+                self.down()
+            raise
+
+    def down(self) -> list[str]:
+        done = teardown(self.name)
+        if self._switch_popen is not None:
+            with suppress(Exception):
+                self._switch_popen.wait(timeout=5)
+        for node in self.nodes.values():
+            node._popen = None
+        return done
+
+    def log_event(self, event: str, **fields: Any) -> None:
+        """Lab-made events (faults, power) for the timeline, on CLOCK_MONOTONIC."""
+        line = json.dumps({"t_mono": time.monotonic(), "t_wall": time.time(), "event": event,
+                           **fields})
+        with suppress(FileNotFoundError), open(self.dir / "events.jsonl", "a") as f:
+            f.write(line + "\n")
+
+    def events(self) -> list[dict[str, Any]]:
+        try:
+            lines = (self.dir / "events.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    # -- observation ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        identity = self.identity
+        nodes: dict[str, Any] = {}
+        for node in self.nodes.values():
+            state = node.state
+            entry: dict[str, Any] = {"state": state, "role": node.spec.role, "interfaces": {}}
+            if state != "stopped":
+                with suppress(Exception):
+                    entry["interfaces"] = node.addresses()
+                entry["processes"] = len(node.cgroup.pids())
+            nodes[node.name] = entry
+        status: dict[str, Any] = {
+            "name": self.name,
+            "profile": self.profile,
+            "stack": self.stack_name,
+            "network_mode": identity.get("network_mode"),
+            "network_mode_reason": identity.get("network_mode_reason"),
+            "nodes": nodes,
+        }
+        if self.stack is not None:
+            status.update(self.stack.status(self))
+        return status
+
+
+def running_labs() -> list[str]:
+    if not labs_dir().is_dir():
+        return []
+    return sorted(p.name for p in labs_dir().iterdir() if (p / "lab.json").exists())
+
+
+def resolve_lab_name(explicit: str | None) -> str:
+    """`--name`, else $LAB_NAME, else the only lab there is."""
+    name = explicit or os.environ.get("LAB_NAME")
+    if name:
+        return name
+    labs = running_labs()
+    if len(labs) == 1:
+        return labs[0]
+    if not labs:
+        raise LabNotFound("no lab is up (start one with `lab up`)")
+    raise LabStateError(f"{len(labs)} labs are up ({', '.join(labs)}): pick one with --name "
+                        "or LAB_NAME")

@@ -1,0 +1,329 @@
+"""A node of the lab: a container with a NixOS-test-driver-style API.
+
+`Node` is what scenarios and the CLI talk to: run commands (`execute`, `succeed`, `fail`, waits),
+and inflict the faults a physical machine can suffer (`crash`, `shutdown`, `reboot`, `freeze`,
+`block`). It knows nothing about services; a `Stack` (lab/stack.py) is told when the node boots
+and halts, the way init scripts are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab import container
+from lab.cgroup import Cgroup
+from lab.container import ContainerSpec
+from lab.state import ProcessRef
+from lab.topology import Node as NodeSpec
+
+if TYPE_CHECKING:
+    from lab.lab import Lab
+
+ROLE_SYSCTLS: dict[str, dict[str, str]] = {
+    "router": {
+        "net/ipv4/ip_forward": "1",
+        "net/ipv6/conf/all/forwarding": "1",
+        "net/ipv6/conf/default/forwarding": "1",
+    },
+    # clients that grow macvlans for the DHCP fleet must answer ARP only for their own address
+    "client": {
+        "net/ipv4/conf/all/arp_ignore": "1",
+        "net/ipv4/conf/all/arp_announce": "2",
+        "net/ipv4/conf/default/arp_ignore": "1",
+        "net/ipv4/conf/default/arp_announce": "2",
+    },
+}
+
+
+class NodeError(RuntimeError):
+    pass
+
+
+class WaitTimeout(AssertionError):
+    """A wait gave up; the message says what was awaited and what was last seen."""
+
+
+@dataclass
+class Runtime:
+    """What a running node's container is, persisted so another `lab` process can reach it."""
+
+    unshare_pid: int
+    unshare_start: int
+    init_pid: int
+    init_start: int
+    started_mono: float
+
+
+class Node:
+    def __init__(self, lab: Lab, spec: NodeSpec) -> None:
+        self.lab = lab
+        self.spec = spec
+        self.name = spec.name
+        self.dir = lab.dir / "nodes" / spec.name
+        self.cgroup = Cgroup.for_node(lab.name, spec.name)
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._host: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Node {self.lab.name}/{self.name} {self.state}>"
+
+    # -- identity and state -----------------------------------------------------------------------
+    @property
+    def container_spec(self) -> ContainerSpec:
+        return ContainerSpec(hostname=self.name, fs_root=self.dir / "fs",
+                             console=self.dir / "console.log", cgroup=self.cgroup,
+                             sysctls=ROLE_SYSCTLS.get(self.spec.role, {}))
+
+    @property
+    def runtime(self) -> Runtime | None:
+        try:
+            data = json.loads((self.dir / "runtime.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        runtime = Runtime(**data)
+        if not ProcessRef(runtime.init_pid, runtime.init_start).alive():
+            return None
+        return runtime
+
+    @property
+    def state(self) -> str:
+        if self.runtime is None:
+            return "stopped"
+        return "frozen" if self.cgroup.frozen() else "running"
+
+    @property
+    def init_pid(self) -> int:
+        runtime = self.runtime
+        if runtime is None:
+            raise NodeError(f"{self.name} is not running (state: stopped)")
+        return runtime.init_pid
+
+    @property
+    def netns_path(self) -> str:
+        return f"/proc/{self.init_pid}/ns/net"
+
+    def path(self, container_path: str) -> Path:
+        """Host-side path of a file the node keeps across crashes (/etc/ha.d/..., /srv/...)."""
+        persistent = [p for p, _ in container.PERSISTENT_DIRS + container.PERSISTENT_FILES]
+        for prefix in sorted(persistent, key=len, reverse=True):
+            if container_path == prefix or container_path.startswith(prefix.rstrip("/") + "/"):
+                return self.container_spec.host_path(container_path)
+        raise NodeError(f"{container_path} is not in one of {self.name}'s persistent paths "
+                        f"({', '.join(persistent)}); use execute() for volatile files")
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path("/var/log")
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Power on: a fresh container, its cables plugged in, then the stack boots it."""
+        if self.runtime is not None:
+            raise NodeError(f"{self.name} is already running")
+        self.lab.records.add("cgroup", path=str(self.cgroup.path))
+        running = container.start(self.container_spec)
+        self._popen = running.popen
+        runtime = Runtime(running.unshare_pid, _ticks(running.unshare_pid), running.init_pid,
+                          _ticks(running.init_pid), time.monotonic())
+        self.lab.records.add("process", pid=runtime.unshare_pid, start=runtime.unshare_start,
+                             what=f"unshare {self.name}")
+        self._save(runtime)
+        self.lab.fabric.wire(self.spec, running.init_pid, running.netns_path)
+        self.lab.log_event("node.start", node=self.name)
+        if self.lab.stack is not None:
+            self.lab.stack.boot(self)
+
+    def crash(self) -> None:
+        """Power loss: off the wire and every process gone in the same instant; no shutdown."""
+        self.lab.log_event("node.crash", node=self.name)
+        self.lab.fabric.unwire(self.spec)
+        self._kill()
+        if self.lab.stack is not None:
+            self.lab.stack.after_crash(self)
+
+    def shutdown(self) -> None:
+        """Orderly power-off: the stack stops services first (heartbeat hands over)."""
+        self._require_running()
+        self.lab.log_event("node.shutdown", node=self.name)
+        if self.cgroup.frozen():
+            self.cgroup.thaw()
+        if self.lab.stack is not None:
+            self.lab.stack.halt(self)
+        self._kill()
+        self.lab.fabric.unwire(self.spec)
+
+    def reboot(self) -> None:
+        self.shutdown()
+        self.start()
+
+    def freeze(self) -> None:
+        """Stop every process of the node at once (the kernel freezer); the network stays up."""
+        self._require_running()
+        self.lab.log_event("node.freeze", node=self.name)
+        self.cgroup.freeze()
+
+    def thaw(self) -> None:
+        self._require_running()
+        self.cgroup.thaw()
+        self.lab.log_event("node.thaw", node=self.name)
+
+    def block(self, name: str | None = None) -> None:
+        """Pull a cable (a port name, or every cable with no name) or take one VLAN off the
+        switch port (an interface name that is not a port, e.g. ``enp2s1.3``)."""
+        self._cable_or_vlan(name, connected=False)
+
+    def unblock(self, name: str | None = None) -> None:
+        self._cable_or_vlan(name, connected=True)
+
+    def block_vlan(self, iface: str) -> None:
+        """Take one VLAN off the switch port even when it is the port's untagged one."""
+        self.lab.log_event("vlan.cut", node=self.name, iface=iface)
+        self.lab.fabric.set_vlan(self.spec, iface, attached=False)
+
+    def unblock_vlan(self, iface: str) -> None:
+        self.lab.fabric.set_vlan(self.spec, iface, attached=True)
+        self.lab.log_event("vlan.heal", node=self.name, iface=iface)
+
+    def _cable_or_vlan(self, name: str | None, connected: bool) -> None:
+        self._require_running()
+        ports = {p.name for p in self.spec.ports}
+        if name is None or name in ports:
+            self.lab.log_event("cable.plug" if connected else "cable.pull", node=self.name,
+                               port=name)
+            self.lab.fabric.set_cable(self.spec, name, plugged=connected)
+        elif name in {i.name for i in self.spec.interfaces}:
+            (self.unblock_vlan if connected else self.block_vlan)(name)
+        else:
+            raise NodeError(f"{self.name} has no port or interface {name!r} (ports: "
+                            f"{', '.join(sorted(ports))}; interfaces: "
+                            f"{', '.join(i.name for i in self.spec.interfaces)})")
+
+    def _kill(self) -> None:
+        self.cgroup.kill_all()
+        if self._popen is not None:
+            self._popen.wait()
+            self._popen = None
+        (self.dir / "runtime.json").unlink(missing_ok=True)
+
+    def _require_running(self) -> None:
+        if self.runtime is None:
+            raise NodeError(f"{self.name} is not running")
+
+    def _save(self, runtime: Runtime) -> None:
+        tmp = self.dir / "runtime.json.tmp"
+        tmp.write_text(json.dumps(asdict(runtime)))
+        os.replace(tmp, self.dir / "runtime.json")
+
+    # -- running commands -------------------------------------------------------------------------
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        """The host command line that runs `argv` inside this node (not in its cgroup)."""
+        return container.exec_argv(self.init_pid, argv)
+
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """A long-running process inside the node, in its cgroup (frozen and killed with it)."""
+        return container.popen_in(self.init_pid, self.cgroup, argv, **kwargs)
+
+    def execute(self, command: str, timeout: float | None = 60,
+                input: str | None = None) -> tuple[int, str]:
+        """Run a shell command inside the node; return (exit status, stdout+stderr)."""
+        try:
+            result = container.run_in(self.init_pid, self.cgroup, ["sh", "-c", command],
+                                      timeout=timeout, input=input)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.output if isinstance(exc.output, str) else ""
+            raise NodeError(f"{self.name}: `{command}` did not finish within {timeout} s; "
+                            f"output so far: {out[-500:]!r}") from None
+        return result.returncode, result.stdout
+
+    def succeed(self, command: str, timeout: float | None = 60) -> str:
+        rc, out = self.execute(command, timeout)
+        if rc != 0:
+            raise NodeError(f"{self.name}: `{command}` failed with status {rc}: {out.strip()}")
+        return out
+
+    def fail(self, command: str, timeout: float | None = 60) -> str:
+        rc, out = self.execute(command, timeout)
+        if rc == 0:
+            raise NodeError(f"{self.name}: `{command}` unexpectedly succeeded: {out.strip()}")
+        return out
+
+    def wait_until_succeeds(self, command: str, timeout: float = 30) -> str:
+        last = [""]
+
+        def attempt() -> bool:
+            rc, last[0] = self.execute(command, timeout=max(timeout, 1))
+            return rc == 0
+        wait_for(attempt, timeout, lambda: f"{self.name}: `{command}` to succeed; last "
+                                            f"output: {last[0].strip()[-500:]!r}")
+        return last[0]
+
+    def wait_until_fails(self, command: str, timeout: float = 30) -> str:
+        last = [""]
+
+        def attempt() -> bool:
+            rc, last[0] = self.execute(command, timeout=max(timeout, 1))
+            return rc != 0
+        wait_for(attempt, timeout, lambda: f"{self.name}: `{command}` to fail; last "
+                                            f"output: {last[0].strip()[-500:]!r}")
+        return last[0]
+
+    def listening(self, port: int, proto: str = "tcp") -> bool:
+        flag = {"tcp": "t", "udp": "u"}.get(proto)
+        if flag is None:
+            raise ValueError(f"proto must be tcp or udp, not {proto!r}")
+        rc, out = self.execute(f"ss -Hln{flag} {shlex.quote(f'sport = :{port}')}")
+        return rc == 0 and bool(out.strip())
+
+    def wait_for_open_port(self, port: int, proto: str = "tcp", timeout: float = 30) -> None:
+        wait_for(lambda: self.listening(port, proto), timeout,
+                 lambda: f"{self.name}: something listening on {port}/{proto}")
+
+    def processes(self) -> list[tuple[int, str]]:
+        """(host PID, command line) of every process in the node's cgroup."""
+        result = []
+        for pid in self.cgroup.pids():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except FileNotFoundError:
+                continue
+            result.append((pid, cmd.strip()))
+        return result
+
+    def addresses(self) -> dict[str, list[str]]:
+        from lab.net import node_addresses
+        return node_addresses(self.netns_path)
+
+    @property
+    def host(self) -> Any:
+        """A testinfra Host whose commands run inside this node."""
+        if self._host is None:
+            from lab.testinfra_backend import host_for
+            self._host = host_for(self)
+        return self._host
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+    """Poll `condition` quickly (20 ms, backing off to 250 ms) until true or `timeout`."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        if condition():
+            return
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout} s waiting for {what()}")
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.25)
+
+
+def _ticks(pid: int) -> int:
+    return ProcessRef.of(pid).start
+
+

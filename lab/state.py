@@ -1,0 +1,197 @@
+"""What a lab created, written down before it is created, so any lab can always be removed.
+
+Each lab owns one directory, ``$HAPAIR_LAB_ROOT/labs/<name>`` (default root
+``/var/lib/hapair-lab``). Its ``records.jsonl`` is an append-only journal: a record is fsync'ed
+*before* the thing it names is made, so a `lab up` killed with SIGKILL at any instant leaves a
+journal that covers everything it made. Teardown trusts only these records and the lab's own
+cgroup subtree -- never process names -- so it cannot touch another lab or anything else on
+the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.cgroup import Cgroup, hierarchy_root
+
+LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+
+
+class LabStateError(RuntimeError):
+    pass
+
+
+def lab_root() -> Path:
+    return Path(os.environ.get("HAPAIR_LAB_ROOT", "/var/lib/hapair-lab"))
+
+
+def labs_dir() -> Path:
+    return lab_root() / "labs"
+
+
+def check_lab_name(name: str) -> None:
+    if not LAB_NAME_RE.match(name):
+        raise ValueError(f"lab name {name!r}: use 1-16 of a-z, 0-9 and '-', starting with a "
+                         "letter or digit")
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot: with the PID, a unique identity."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm may contain spaces and parentheses; the fields after the last ')' are fixed
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    pid: int
+    start: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRef:
+        start = process_start_ticks(pid)
+        if start is None:
+            raise LabStateError(f"process {pid} vanished")
+        return cls(pid, start)
+
+    def alive(self) -> bool:
+        return process_start_ticks(self.pid) == self.start
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the process only if it is still the one recorded (PIDs get reused)."""
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+class Records:
+    """The append-only journal of one lab."""
+
+    def __init__(self, lab_dir: Path) -> None:
+        self.path = lab_dir / "records.jsonl"
+
+    def add(self, kind: str, **fields: Any) -> None:
+        line = json.dumps({"kind": kind, **fields}, sort_keys=True) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def entries(self, kind: str | None = None) -> list[dict[str, Any]]:
+        try:
+            lines = self.path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        result = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from a SIGKILL mid-write
+            if kind is None or entry.get("kind") == kind:
+                result.append(entry)
+        return result
+
+
+def known_labs() -> list[str]:
+    """Every lab with a directory or a cgroup on this machine, live or half-dead."""
+    names: set[str] = set()
+    if labs_dir().is_dir():
+        names.update(p.name for p in labs_dir().iterdir() if p.is_dir())
+    root = hierarchy_root()
+    if root.is_dir():
+        names.update(p.name for p in root.iterdir() if p.is_dir())
+    return sorted(n for n in names if LAB_NAME_RE.match(n))
+
+
+def lab_cgroups(name: str) -> Iterator[Cgroup]:
+    top = hierarchy_root() / name
+    if top.is_dir():
+        for child in sorted(top.iterdir()):
+            if child.is_dir():
+                yield Cgroup(child)
+        yield Cgroup(top)
+
+
+def teardown(name: str, log: Any = None) -> list[str]:
+    """Remove everything lab `name` created. Returns what was done, for the user.
+
+    Order matters: processes first (their death frees the namespaces, mounts and FUSE files,
+    which live only inside the lab's own namespaces), then host-side leftovers (loop devices),
+    then the cgroups, then the directory.
+    """
+    check_lab_name(name)
+    done: list[str] = []
+    lab_dir = labs_dir() / name
+    records = Records(lab_dir)
+    for cg in lab_cgroups(name):
+        if cg.pids():
+            done.append(f"killed {len(cg.pids())} processes in {cg.path}")
+        cg.kill_all()
+    for entry in records.entries("process"):
+        ref = ProcessRef(int(entry["pid"]), int(entry["start"]))
+        if ref.alive():
+            ref.kill()
+            done.append(f"killed process {ref.pid} ({entry.get('what', '?')})")
+            _wait_gone(ref)
+    for entry in records.entries("loop"):
+        if _detach_loop(entry):
+            done.append(f"detached {entry['device']}")
+    for cg in lab_cgroups(name):
+        cg.remove()
+    Cgroup(hierarchy_root() / name).remove()
+    if lab_dir.exists():
+        shutil.rmtree(lab_dir, ignore_errors=True)
+        if lab_dir.exists():  # e.g. a directory still busy: one more try after a breath
+            time.sleep(0.2)
+            shutil.rmtree(lab_dir)
+        done.append(f"removed {lab_dir}")
+    try:
+        labs_dir().rmdir()
+        lab_root().rmdir()
+    except OSError:
+        pass
+    return done
+
+
+def _wait_gone(ref: ProcessRef, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while ref.alive() and time.monotonic() < deadline:
+        try:
+            os.waitpid(ref.pid, os.WNOHANG)  # reap it if it was our own child
+        except ChildProcessError:
+            pass
+        time.sleep(0.01)
+
+
+def _detach_loop(entry: dict[str, Any]) -> bool:
+    """Detach a recorded loop device, but only if it still points at the recorded backing file."""
+    device = str(entry["device"])
+    name = Path(device).name
+    backing = Path(f"/sys/block/{name}/loop/backing_file")
+    try:
+        current = backing.read_text().strip()
+    except FileNotFoundError:
+        return False  # already detached
+    recorded = str(entry.get("backing", ""))
+    if recorded and current.removesuffix(" (deleted)") != recorded:
+        return False  # reused by someone else since
+    result = subprocess.run(["losetup", "-d", device], capture_output=True, text=True)
+    return result.returncode == 0
