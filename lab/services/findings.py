@@ -1,0 +1,152 @@
+"""Things in the seed's design that misbehave, found by running it: the README's findings list.
+
+Why a list in code: the renderer refers to these ids when it has to work around one (a `Change`
+with `finding=`), the lint names them, and `RenderOptions.keep_findings` re-creates one on purpose
+so a scenario can show its effect. Each finding says what the seed says, what happens, and the
+command that shows it in a running lab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One misbehaviour of the seed's design, with the evidence to reproduce it."""
+
+    id: str
+    title: str
+    seed_says: str
+    what_happens: str
+    evidence: str
+    fixed_by_lab: bool  # the renderer works around it in every profile (see its Change)
+
+
+FINDINGS: tuple[Finding, ...] = (
+    Finding(
+        id="F1",
+        title="addn-hosts reads a path that is not the replicated disk",
+        seed_says="dnsmasq.conf: `addn-hosts=/media/drbd0/dnsmasq/banner_add_hosts`; the disk is "
+        "mounted at /srv/drbd0 (haresources, default-dnsmasq, dhcp-leasefile)",
+        what_happens="dnsmasq starts anyway, logs `failed to load names from "
+        "/media/drbd0/dnsmasq/banner_add_hosts`, and every static name (rtbr1, lsvm1, lsvm2, "
+        "linuxserver) is NXDOMAIN: `local=/internal.thesteins.org/` keeps the miss local",
+        evidence="lab up --keep-finding F1; lab exec c1 -- getent hosts "
+        "lsvm1.internal.thesteins.org; lab exec lsvm2 -- grep 'failed to load' /var/log/syslog",
+        fixed_by_lab=True,
+    ),
+    Finding(
+        id="F2",
+        title="`tag: enp2s1` (space after `tag:`) never matches: clients get the node's own "
+        "address as router and DNS server",
+        seed_says="dnsmasq.conf: `dhcp-option=tag: enp2s1,option:router,192.168.1.1` and three "
+        "more lines alike",
+        what_happens="dnsmasq takes the tag name with its leading space, so the four options are "
+        "never sent; by default dnsmasq then offers its own interface address (192.168.1.7 on "
+        "lsvm2) as router and DNS server, not 192.168.1.1/192.168.1.4 — after a failover clients "
+        "point at the dead node for DNS and routing until they renew; guests get an lsvm as "
+        "router. Measured: dhclient lease `option routers 192.168.1.7; option "
+        "domain-name-servers 192.168.1.7`",
+        evidence="lab up --keep-finding F2; lab exec c1 -- cat /var/lib/dhcp/dhclient.leases",
+        fixed_by_lab=True,
+    ),
+    Finding(
+        id="F3",
+        title="`IPv6addr:: 2601:...` (space after `::`) breaks the resource group",
+        seed_says="haresources: `IPv6addr:: 2601:40f:4100:13c2:0:ffff:c0a8:0104/64/enp2s1`",
+        what_happens="heartbeat's ResourceManager splits haresources on blanks: `IPv6addr::` "
+        "becomes a resource with no address and `2601:...` a resource script name that does not "
+        "exist (`Cannot locate resource script`), so the IPv6 VIPs are never configured",
+        evidence="lab up --keep-finding F3; lab exec lsvm2 -- grep -i 'resource script' "
+        "/var/log/ha-log",
+        fixed_by_lab=True,
+    ),
+    Finding(
+        id="F4",
+        title="banner_add_hosts gives rtbr1 the DNS VIP's IPv6 address",
+        seed_says="banner_add_hosts: `2601:40f:4100:13c2:0:ffff:c0a8:104  rtbr1` — "
+        "…c0a8:104 is the haresources IPv6 VIP (192.168.1.4 mapped), i.e. linuxserver",
+        what_happens="AAAA rtbr1.internal.thesteins.org answers the DNS servers' VIP, and the "
+        "VIP's reverse name is rtbr1: IPv6 traffic meant for the router goes to the active lsvm",
+        evidence="lab exec c1 -- getent ahostsv6 rtbr1.internal.thesteins.org",
+        fixed_by_lab=False,
+    ),
+    Finding(
+        id="F5",
+        title="both IPv6 VIPs sit in the same /64 on two different VLANs",
+        seed_says="haresources: `…c0a8:0104/64/enp2s1` and `…c0a8:0304/64/enp2s1.3`, both in "
+        "2601:40f:4100:13c2::/64",
+        what_happens="the active node gets two on-link routes for one /64 (enp2s1 and enp2s1.3); "
+        "answers to VLAN1 clients may leave on VLAN3's interface; dnsmasq's RA runs on enp2s1 "
+        "only, so VLAN3 clients get no IPv6 at all",
+        evidence="lab exec lsvm2 -- ip -6 route show 2001:db8:4100:13c2::/64",
+        fixed_by_lab=False,
+    ),
+    Finding(
+        id="F6",
+        title="the guest VLAN's DNS server is the router, not the HA pair",
+        seed_says="dnsmasq.conf: `dhcp-option=tag: enp2s1.3,option:dns-server,192.168.3.1` "
+        "(\"Just send VLAN3 to the router for DHCP and DNS\")",
+        what_happens="guests resolve through rtbr1, so the names dnsmasq registers under "
+        "guest.thesteins.org are not visible to guests, and DNS failover does not apply to "
+        "VLAN3; the VIP 192.168.3.4 serves DHCP only in practice",
+        evidence="lab exec g1 -- cat /etc/resolv.conf",
+        fixed_by_lab=False,
+    ),
+    Finding(
+        id="F7",
+        title="upstream `server=fe80::…` has no interface scope",
+        seed_says="dnsmasq.conf: `server=fe80::6eb0:ceff:fee1:7018` (no `%enp2s1`)",
+        what_happens="a link-local address means nothing without an interface; dnsmasq accepts "
+        "the line (`--test` passes, log says `using nameserver fe80::…#53`) and the lab records "
+        "whether rtbr1 ever receives a query on its link-local address",
+        evidence="lab exec rtbr1 -- grep query /var/log/resolver.log",
+        fixed_by_lab=False,
+    ),
+    Finding(
+        id="F8",
+        title="one heartbeat path only",
+        seed_says="ha.cf: `ucast enp2s1 192.168.1.6` / `ucast enp2s1 192.168.1.7` — no second "
+        "medium (no bcast on enp2s1.3, no serial)",
+        what_happens="losing VLAN1 between the nodes (or port 694) while both stay up is a "
+        "split-brain: both take every VIP and both mount the disk as DRBD Primary",
+        evidence="pytest scenarios/ -k split_brain",
+        fixed_by_lab=False,
+    ),
+    Finding(
+        id="F9",
+        title="DHCP server-identifier is the node's own address, not the VIP",
+        seed_says="dnsmasq serves DHCP from the active node; nothing sets the server identifier",
+        what_happens="clients RENEW by unicast to the node that granted the lease (192.168.1.7); "
+        "after a failover those renewals go to the dead node until the client REBINDs at T2",
+        evidence="lab exec c1 -- grep dhcp-server-identifier /var/lib/dhcp/dhclient.leases",
+        fixed_by_lab=False,
+    ),
+    Finding(
+        id="F10",
+        title="the seed's `crm configure` commands do nothing with `crm off`",
+        seed_says="`sudo crm configure property stonith-enabled=false` and `no-quorum-policy="
+        "ignore`, while ha.cf says `crm off`",
+        what_happens="heartbeat runs in haresources mode (no CRM); the `crm` shell is Pacemaker's "
+        "and is not part of this setup; the commands are no-ops or errors, not a configuration",
+        evidence="grep '^crm' fixtures/seed/ha.cf",
+        fixed_by_lab=False,
+    ),
+)
+
+BY_ID: dict[str, Finding] = {f.id: f for f in FINDINGS}
+
+
+def markdown_list(findings: tuple[Finding, ...] = FINDINGS) -> str:
+    """The README's findings section: one entry per finding, id first."""
+    out: list[str] = []
+    for f in findings:
+        fixed = " *(the lab works around it; see the changes table)*" if f.fixed_by_lab else ""
+        out.append(
+            f"- **{f.id} — {f.title}**{fixed}\n"
+            f"  - seed: {f.seed_says}\n"
+            f"  - what happens: {f.what_happens}\n"
+            f"  - evidence: `{f.evidence}`"
+        )
+    return "\n".join(out) + "\n"
