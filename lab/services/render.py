@@ -110,8 +110,10 @@ class SeedConfig:
 
 
 def load_seed(directory: Path = SEED_DIR) -> SeedConfig:
-    """Read the seed's fixture files (all of `SEED_FILES` must exist)."""
-    return SeedConfig({n: (directory / n).read_text() for n in SEED_FILES}, str(directory))
+    """Read the seed's fixture files (`interfaces.*` for any node name found)."""
+    names = set(SEED_FILES) | {p.name for p in directory.glob("interfaces.*")}
+    return SeedConfig({n: (directory / n).read_text() for n in sorted(names)
+                       if (directory / n).is_file()}, str(directory))
 
 
 @dataclass
@@ -219,10 +221,10 @@ def render_haresources(seed: str, keep: frozenset[str]) -> tuple[str, list[Chang
 
 def render_authkeys(seed: str, secrets: Secrets) -> tuple[str, list[Change]]:
     """authkeys: the lab's own key instead of the placeholder."""
-    if AUTHKEY_PLACEHOLDER not in seed:
-        raise RenderError(f"authkeys: placeholder {AUTHKEY_PLACEHOLDER} not found")
     out = _Out("/etc/ha.d/authkeys")
     out.lines = seed.replace(AUTHKEY_PLACEHOLDER, secrets.authkey).splitlines()
+    if AUTHKEY_PLACEHOLDER not in seed:  # the set brings its own key: keep it
+        return out.text(), out.changes
     out.change("3 md5", AUTHKEY_PLACEHOLDER, "(random per lab, mode 600)",
                "the seed prints a placeholder")
     return out.text(), out.changes
@@ -231,8 +233,6 @@ def render_authkeys(seed: str, secrets: Secrets) -> tuple[str, list[Change]]:
 # -- DRBD -----------------------------------------------------------------------------------------
 def render_drbd_res(seed: str, profile: Profile, secrets: Secrets) -> tuple[str, list[Change]]:
     """drbd0.res: the lab's shared secret and the profile's start-up timeouts."""
-    if DRBD_SECRET_PLACEHOLDER not in seed:
-        raise RenderError(f"drbd0.res: placeholder {DRBD_SECRET_PLACEHOLDER} not found")
     out = _Out("/etc/drbd.d/drbd0.res")
     timeouts = {
         "wfc-timeout": profile.wfc_timeout_s,
@@ -324,8 +324,6 @@ def render_default_dnsmasq(seed: str, node: str) -> tuple[str, list[Change]]:
 # -- ddclient -------------------------------------------------------------------------------------
 def render_ddclient_conf(seed: str, secrets: Secrets, ca_path: str) -> tuple[str, list[Change]]:
     """ddclient.conf: the lab password and the lab CA (ddclient 3.10 uses https for namecheap)."""
-    if DDNS_PASSWORD_PLACEHOLDER not in seed:
-        raise RenderError(f"ddclient.conf: placeholder {DDNS_PASSWORD_PLACEHOLDER} not found")
     out = _Out("/etc/ddclient.conf")
     for line in seed.splitlines():
         if line.startswith("password="):
@@ -334,8 +332,9 @@ def render_ddclient_conf(seed: str, secrets: Secrets, ca_path: str) -> tuple[str
                        "ddclient 3.10 always uses https for namecheap; the lab registrar's "
                        "certificate is signed by a CA made per lab")
             out.lines.append(line.replace(DDNS_PASSWORD_PLACEHOLDER, secrets.ddns_password))
-            out.change("password", DDNS_PASSWORD_PLACEHOLDER, "(random per lab, mode 600)",
-                       "the seed prints a placeholder")
+            if DDNS_PASSWORD_PLACEHOLDER in line:
+                    out.change("password", DDNS_PASSWORD_PLACEHOLDER,
+                           "(random per lab, mode 600)", "the seed prints a placeholder")
         else:
             out.lines.append(line)
     return out.text(), out.changes
@@ -372,8 +371,6 @@ def render_node(seed: SeedConfig, profile: Profile, secrets: Secrets, node: str,
     """All files of one HA node (lsvm1 or lsvm2), with the changes from the seed."""
     opts = options or RenderOptions()
     keep = opts.keep_findings
-    if f"interfaces.{node}" not in seed.texts:
-        raise RenderError(f"no interfaces.{node} in {seed.source}")
     files: list[RenderedFile] = []
     changes: list[Change] = []
 
@@ -392,9 +389,10 @@ def render_node(seed: SeedConfig, profile: Profile, secrets: Secrets, node: str,
         render_ddclient_conf(seed["ddclient.conf"], secrets, opts.ca_path), 0o600)
     add(f"{DNSMASQ_DIR}/dnsmasq.conf", render_dnsmasq_conf(seed["dnsmasq.conf"], profile, keep))
     add(f"{DNSMASQ_DIR}/banner_add_hosts", render_banner_add_hosts(seed["banner_add_hosts"]))
-    interfaces = seed[f"interfaces.{node}"]
-    files.append(RenderedFile("/etc/network/interfaces", interfaces))
-    files.append(RenderedFile("/etc/resolv.conf", render_resolv_conf(interfaces)))
+    interfaces = seed.texts.get(f"interfaces.{node}")
+    if interfaces is not None:  # reference only; a set for other hostnames may lack it
+        files.append(RenderedFile("/etc/network/interfaces", interfaces))
+        files.append(RenderedFile("/etc/resolv.conf", render_resolv_conf(interfaces)))
     return NodeConfig(node, tuple(files), tuple(unique(changes)))
 
 

@@ -1,0 +1,72 @@
+"""Subcommands of `lab` owned by the services layer: `lint`, `changes`, `findings`.
+
+Why here: the lead's `lab/cli.py` imports `register()` from this module when it exists, so the
+services layer adds its commands without editing the main CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lab.services.changes import markdown_table
+from lab.services.findings import markdown_list
+from lab.services.lint import has_errors, lint
+from lab.services.profiles import ProfileError, load_profile
+from lab.services.render import SEED_DIR, RenderOptions, all_changes, load_seed, render_pair
+from lab.services.secrets import generate
+from lab.topology import TopologyError, load_topology
+
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "fixtures" / "topology.toml"
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    """Exit 0 when clean (warnings allowed), 1 on errors, 2 on bad input."""
+    try:
+        topology = load_topology(args.topology)
+        profile = load_profile(args.profile)
+    except (TopologyError, ProfileError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    directory = Path(args.dir)
+    if not directory.is_dir():
+        print(f"{directory}: not a directory", file=sys.stderr)
+        return 2
+    problems = lint(directory, topology, profile,
+                    options=RenderOptions(keep_findings=frozenset(args.keep_finding)))
+    for p in problems:
+        print(p)
+    errors = sum(p.level == "error" for p in problems)
+    print(f"{directory}: {errors} error(s), {len(problems) - errors} warning(s)", file=sys.stderr)
+    return 1 if has_errors(problems) else 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    """Print the README table of what the lab changes in the seed's configuration."""
+    configs = render_pair(load_seed(Path(args.dir)), load_profile(args.profile), generate())
+    sys.stdout.write(markdown_table(all_changes(configs)))
+    return 0
+
+
+def cmd_findings(_args: argparse.Namespace) -> int:
+    sys.stdout.write(markdown_list())
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add `lint`, `changes` and `findings` to the `lab` command's subparsers."""
+    p = subparsers.add_parser("lint", help="check a configuration set before anything starts")
+    p.add_argument("dir", nargs="?", default=str(SEED_DIR), help="fixture-layout directory")
+    p.add_argument("--topology", default=str(DEFAULT_TOPOLOGY))
+    p.add_argument("--profile", default="seed")
+    p.add_argument("--keep-finding", action="append", default=[], metavar="ID",
+                   help="lint without the renderer's workaround for this finding")
+    p.set_defaults(handler=cmd_lint)
+    p = subparsers.add_parser("changes", help="what the lab changes in the seed (markdown)")
+    p.add_argument("dir", nargs="?", default=str(SEED_DIR))
+    p.add_argument("--profile", default="seed")
+    p.set_defaults(handler=cmd_changes)
+    p = subparsers.add_parser("findings", help="what misbehaves in the seed (markdown)")
+    p.set_defaults(handler=cmd_findings)

@@ -1,0 +1,124 @@
+"""The renderer: faithful where it can be, every difference reported as a Change."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lab.services.changes import markdown_table
+from lab.services.findings import BY_ID, FINDINGS, markdown_list
+from lab.services.haconf import parse_ha_cf, parse_haresources
+from lab.services.profiles import load_profile
+from lab.services.render import (
+    NodeConfig,
+    RenderOptions,
+    Secrets,
+    all_changes,
+    full_ipv6,
+    lab_ipv6,
+    load_seed,
+    render_pair,
+)
+
+SECRETS = Secrets("AUTHKEY-x", "DRBD-x", "DDNS-x")
+
+
+def pair(profile: str = "seed", keep: frozenset[str] = frozenset()) -> dict[str, NodeConfig]:
+    return render_pair(load_seed(), load_profile(profile), SECRETS, RenderOptions(keep))
+
+
+def test_both_nodes_get_every_file() -> None:
+    configs = pair()
+    assert set(configs) == {"lsvm1", "lsvm2"}
+    paths = {f.path for f in configs["lsvm1"].files}
+    assert {"/etc/ha.d/ha.cf", "/etc/ha.d/haresources", "/etc/ha.d/authkeys",
+            "/etc/drbd.d/drbd0.res", "/etc/default/dnsmasq", "/etc/default/ddclient",
+            "/etc/ddclient.conf", "/srv/drbd0/dnsmasq/dnsmasq.conf",
+            "/srv/drbd0/dnsmasq/banner_add_hosts", "/etc/network/interfaces"} <= paths
+
+
+def test_no_isp_prefix_survives_and_host_parts_are_kept() -> None:
+    for cfg in pair().values():
+        for f in cfg.files:
+            if f.path != "/etc/network/interfaces":
+                assert "2601:" not in f.content, f.path
+    hosts = pair()["lsvm1"].file("/srv/drbd0/dnsmasq/banner_add_hosts").content
+    assert "2001:db8:4100:234c:5054:ff:fe63:1e59    lsvm2" in hosts
+    mapped = lab_ipv6("x=[2601:40f:4100:13c2:0:ffff:c0a8:104]")
+    assert mapped == "x=[2001:db8:4100:13c2:0:ffff:c0a8:104]"
+
+
+def test_secrets_substituted_with_safe_modes_and_never_in_changes() -> None:
+    cfg = pair()["lsvm2"]
+    modes = {f.path: f.mode for f in cfg.files}
+    assert modes["/etc/ha.d/authkeys"] == 0o600
+    assert modes["/etc/drbd.d/drbd0.res"] == 0o640
+    assert modes["/etc/ddclient.conf"] == 0o600
+    assert "3 md5 AUTHKEY-x" in cfg.file("/etc/ha.d/authkeys").content
+    assert 'shared-secret "DRBD-x";' in cfg.file("/etc/drbd.d/drbd0.res").content
+    assert "password='DDNS-x'" in cfg.file("/etc/ddclient.conf").content
+    table = markdown_table(cfg.changes)
+    for secret in (SECRETS.authkey, SECRETS.drbd_secret, SECRETS.ddns_password):
+        assert secret not in table
+
+
+def test_seed_profile_keeps_the_seed_timing() -> None:
+    ha = parse_ha_cf(pair("seed")["lsvm1"].file("/etc/ha.d/ha.cf").content)
+    assert ha.time_ms("deadtime") == 10000 and ha.time_ms("initdead") == 20000
+    assert ha.values("keepalive") == []
+    assert not [c for c in pair("seed")["lsvm1"].changes if "timing" in c.why]
+
+
+def test_fast_profile_changes_timing_visibly() -> None:
+    cfg = pair("fast")["lsvm1"]
+    ha = parse_ha_cf(cfg.file("/etc/ha.d/ha.cf").content)
+    assert ha.time_ms("keepalive") == 250 and ha.time_ms("deadtime") == 1500
+    keys = {c.key for c in cfg.changes if "fast" in c.why}
+    assert {"deadtime", "initdead", "warntime", "keepalive", "no-ping"} <= keys
+
+
+def test_haresources_arguments_split_like_heartbeat() -> None:
+    (group,) = parse_haresources(pair()["lsvm1"].file("/etc/ha.d/haresources").content)
+    assert group.node == "lsvm2"
+    scripts = [r.script for r in group.resources]
+    assert scripts == ["drbddisk", "Filesystem", "IPaddr", "IPaddr", "IPv6addr", "IPv6addr",
+                       "dnsmasq", "ddclient"]
+    v6 = [r.args for r in group.resources if r.script == "IPv6addr"]
+    assert v6 == [("2001:db8:4100:13c2:0:ffff:c0a8:0104/64/enp2s1",),
+                  ("2001:db8:4100:13c2:0:ffff:c0a8:0304/64/enp2s1.3",)]
+
+
+def test_keep_finding_reproduces_the_seed_as_printed() -> None:
+    cfg = pair(keep=frozenset({"F1", "F2", "F3"}))["lsvm1"]
+    conf = cfg.file("/srv/drbd0/dnsmasq/dnsmasq.conf").content
+    assert "addn-hosts=/media/drbd0/dnsmasq/banner_add_hosts" in conf
+    assert "dhcp-option=tag: enp2s1,option:router" in conf
+    assert "IPv6addr:: 2001:db8" in cfg.file("/etc/ha.d/haresources").content
+    assert not [c for c in cfg.changes if c.finding]
+
+
+def test_each_fix_names_its_finding_and_per_node_identity_differs() -> None:
+    configs = pair()
+    fixed = {c.finding for c in all_changes(configs) if c.finding}
+    assert fixed == {f.id for f in FINDINGS if f.fixed_by_lab}
+    for node, cfg in configs.items():
+        assert f"--txt-record=whoami.hapair.lab,{node}" in cfg.file("/etc/default/dnsmasq").content
+    conf = configs["lsvm1"].file("/srv/drbd0/dnsmasq/dnsmasq.conf").content
+    assert not re.search(r"tag:\s", conf)
+    assert "addn-hosts=/srv/drbd0/dnsmasq/banner_add_hosts" in conf
+
+
+def test_tables_render_as_markdown() -> None:
+    table = markdown_table(all_changes(pair("fast")))
+    assert table.startswith("| file | setting | seed | lab | why |")
+    assert "(F1)" in table and "`keepalive 250ms`" in table
+    assert all(f"**{fid} —" in markdown_list() for fid in BY_ID)
+
+
+@pytest.mark.parametrize(("short", "full"), [
+    ("2001:db8::1", "2001:db8:0:0:0:0:0:1"),
+    ("2001:db8:4100:13c2:0:ffff:c0a8:0104", "2001:db8:4100:13c2:0:ffff:c0a8:0104"),
+])
+def test_full_ipv6_has_no_double_colon(short: str, full: str) -> None:
+    assert full_ipv6(short) == full
