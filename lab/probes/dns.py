@@ -1,0 +1,371 @@
+"""DNS probe: asks real DNS questions at a fixed rate from inside a client namespace and streams
+one JSON line per query (:class:`lab.probes.records.DnsSample`).
+
+Run it as its own process inside the client (``node.popen([sys.executable, "-m",
+"lab.probes.dns", ...])``): its sockets, routes and ARP cache are then exactly the client's.
+
+Which node answered. The probe reads the client's own neighbour entry for the server address
+(``RTM_GETNEIGH`` via pyroute2) just before sending and again just after the reply, and maps that
+MAC to a node with ``--mac-map``. Why this and not the alternatives:
+
+* it needs nothing from the servers: no per-node DNS record (which would live in the replicated
+  configuration, the very thing under test), no extra query that could fail on its own;
+* it answers the question a client cares about — *whose MAC did my packet go to* — and in a
+  switched L2 segment the reply comes from the station the query went to; a VIP held by two
+  nodes (split brain) shows up as the MAC the client's ARP cache points at, which is what decides
+  who serves it;
+* compared with sniffing replies on an AF_PACKET socket it costs one netlink dump per query and no
+  per-packet parsing, and it sees TCP exactly like UDP.
+The one blind spot: a gratuitous ARP arriving while a query is in flight. Then the two readings
+differ and the sample gets ``node = None`` (unknown) rather than a guess; the raw MAC is kept.
+
+Other choices, and why:
+* queries are scheduled on a fixed clock (``start + i / rate``), each in its own task, so a
+  server that stops answering costs timeouts, not rate: the probe keeps sending during an outage,
+  which is what makes outage edges sharp (resolution = 1 / rate);
+* ``t`` is taken with ``time.monotonic()`` right before the send, the same clock every other
+  process in the lab uses;
+* the run is bounded (``--duration``, capped) and stops on SIGTERM/SIGINT after waiting at most
+  one timeout for queries in flight, so nothing outlives a scenario;
+* ``--os`` mode reads a resolv.conf (by default the client's ``/etc/resolv.conf``, written from
+  what the client learned by DHCP/RA) and asks its servers with its search domain, the way the
+  client's own resolver would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import dns.reversename
+
+from lab.probes.records import ERROR, TIMEOUT, DnsSample, to_json
+
+MAX_DURATION_S = 3600.0
+MAX_RATE_HZ = 2000.0
+
+
+@dataclass(frozen=True)
+class Query:
+    server: str
+    name: str
+    qtype: str
+    transport: str
+    mode: str = "vip"
+
+
+def parse_mac_map(text: str | None) -> dict[str, str]:
+    """``00:15:5d:01:02:07=lsvm1,52:54:00:63:1e:59=lsvm2`` → {mac: node} (MACs lower-cased)."""
+    out: dict[str, str] = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        mac, _, node = item.partition("=")
+        if not node:
+            raise ValueError(f"bad --mac-map item {item!r}, want MAC=node")
+        out[mac.strip().lower()] = node.strip()
+    return out
+
+
+def parse_query(text: str) -> tuple[str, str]:
+    """``A:lsvm1.internal.thesteins.org`` → ("A", name); ``PTR:192.168.1.6`` builds the
+    in-addr.arpa name; a bare name means A."""
+    qtype, sep, name = text.partition(":")
+    if not sep or qtype.upper() not in ("A", "AAAA", "PTR", "CNAME", "TXT", "MX", "SOA", "NS"):
+        return "A", text
+    qtype = qtype.upper()
+    if qtype == "PTR" and not name.endswith(".arpa") and not name.endswith(".arpa."):
+        name = dns.reversename.from_address(name).to_text()
+    return qtype, name
+
+
+class NeighbourReader:
+    """Reads the MAC this namespace's neighbour table has for an address (async netlink, so
+    the probe's event loop never blocks on it)."""
+
+    def __init__(self) -> None:
+        from pyroute2 import AsyncIPRoute
+
+        self._ipr: Any = AsyncIPRoute()
+
+    async def mac(self, addr: str) -> str | None:
+        try:
+            async for msg in await self._ipr.get_neighbours(dst=addr):
+                lladdr = msg.get_attr("NDA_LLADDR")
+                if lladdr:
+                    return str(lladdr).lower()
+        except Exception:  # netlink hiccup: unknown, never fatal for the probe
+            return None
+        return None
+
+    def close(self) -> None:
+        self._ipr.close()
+
+
+def rotation(static: Sequence[Query], dynamic: Callable[[], Sequence[Query]]) -> Iterator[Query]:
+    """Static queries round-robin, interleaved 1:1 with dynamic ones (DHCP clients' names) when
+    there are any, so adding 200 client names does not starve the VIP checks."""
+    dyn_i = 0
+    for q in itertools.cycle(static):
+        yield q
+        extra = dynamic()
+        if extra:
+            yield extra[dyn_i % len(extra)]
+            dyn_i += 1
+
+
+class NamesFromFleet:
+    """Hostnames and addresses the DHCP fleet got, read from its JSON-lines output; turned into
+    A and PTR queries so the probes check that DHCP clients' names resolve."""
+
+    def __init__(self, path: Path, servers: Sequence[str], domain: str, transport: str) -> None:
+        self.path, self.servers, self.domain, self.transport = path, servers, domain, transport
+        self._pos = 0
+        self._held: dict[str, tuple[str, str]] = {}
+        self._queries: list[Query] = []
+        self._next_read = 0.0
+
+    def __call__(self) -> Sequence[Query]:
+        now = time.monotonic()
+        if now >= self._next_read:
+            self._next_read = now + 1.0
+            self._read()
+        return self._queries
+
+    def _read(self) -> None:
+        try:
+            with self.path.open() as f:
+                f.seek(self._pos)
+                chunk = f.read()
+        except OSError:
+            return
+        complete, _, _ = chunk.rpartition("\n")
+        if not complete:
+            return
+        self._pos += len(complete.encode()) + 1
+        for line in complete.splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("kind") != "dhcp":
+                continue
+            if rec.get("event") in ("bound", "renewed", "rebound") and rec.get("hostname"):
+                self._held[rec["client"]] = (rec["hostname"], rec["address"])
+            elif rec.get("event") in ("released", "nak", "expired", "stopped"):
+                self._held.pop(rec["client"], None)
+        qs: list[Query] = []
+        for host, ip in sorted(self._held.values()):
+            for server in self.servers:
+                qs.append(Query(server, f"{host}.{self.domain}", "A", self.transport))
+                qs.append(Query(server, dns.reversename.from_address(ip).to_text(), "PTR",
+                                self.transport))
+        self._queries = qs
+
+
+def os_queries(resolv_conf: Path, names: Sequence[str], transports: Sequence[str]) -> list[
+    Query
+]:
+    """The client OS's way: its resolv.conf's servers, its search domain applied to short
+    names (like a stub resolver with ndots:1)."""
+    res = dns.resolver.Resolver(filename=str(resolv_conf), configure=True)
+    search = [d.to_text().rstrip(".") for d in res.search] or (
+        [res.domain.to_text().rstrip(".")] if res.domain and res.domain.to_text() != "." else []
+    )
+    out: list[Query] = []
+    for server in res.nameservers:
+        for text in names:
+            qtype, name = parse_query(text)
+            if "." not in name.rstrip(".") and search:
+                name = f"{name}.{search[0]}"
+            for tr in transports:
+                out.append(Query(str(server), name, qtype, tr, mode="os"))
+    return out
+
+
+async def ask(q: Query, timeout: float) -> tuple[str, tuple[str, ...], str | None]:
+    """One real query; returns (rcode or timeout/error, answers as text, error detail)."""
+    msg = dns.message.make_query(q.name, dns.rdatatype.from_text(q.qtype))
+    try:
+        if q.transport == "tcp":
+            resp = await dns.asyncquery.tcp(msg, q.server, timeout=timeout)
+        else:
+            resp = await dns.asyncquery.udp(msg, q.server, timeout=timeout)
+    except dns.exception.Timeout:
+        return TIMEOUT, (), None
+    except (OSError, dns.exception.DNSException, EOFError) as exc:
+        return ERROR, (), f"{type(exc).__name__}: {exc}"
+    answers = tuple(
+        rd.to_text() for rrset in resp.answer for rd in rrset
+    )
+    return dns.rcode.to_text(resp.rcode()), answers, None
+
+
+class Probe:
+    def __init__(
+        self,
+        queries: Iterator[Query],
+        rate_hz: float,
+        timeout_s: float,
+        duration_s: float,
+        probe_id: str,
+        mac_map: dict[str, str],
+        out: IO[str],
+        neighbours: NeighbourReader | None,
+    ) -> None:
+        self.queries, self.rate, self.timeout = queries, rate_hz, timeout_s
+        self.duration, self.probe_id, self.mac_map = duration_s, probe_id, mac_map
+        self.out, self.neigh = out, neighbours
+        self.stopping = asyncio.Event()
+        self.sent = 0
+
+    async def one(self, q: Query) -> None:
+        mac0 = await self.neigh.mac(q.server) if self.neigh else None
+        t = time.monotonic()
+        rcode, answers, err = await ask(q, self.timeout)
+        t1 = time.monotonic()
+        mac1 = await self.neigh.mac(q.server) if self.neigh else None
+        got_reply = rcode not in (TIMEOUT, ERROR)
+        mac = mac1 or mac0
+        node: str | None = None
+        if got_reply and mac is not None and (mac0 is None or mac0 == mac1):
+            node = self.mac_map.get(mac)
+        sample = DnsSample(
+            t=t, probe=self.probe_id, server=q.server, name=q.name, qtype=q.qtype,
+            transport="tcp" if q.transport == "tcp" else "udp", rcode=rcode,
+            latency_s=(t1 - t) if got_reply else None, answers=answers,
+            node=node, mac=mac, mode="os" if q.mode == "os" else "vip", error=err,
+        )
+        if mac0 and mac1 and mac0 != mac1:
+            sample = replace(sample, error=f"neighbour changed {mac0} -> {mac1} in flight")
+        self.out.write(to_json(sample) + "\n")
+        self.out.flush()
+
+    async def run(self) -> int:
+        start = time.monotonic()
+        end = start + self.duration
+        tasks: set[asyncio.Task[None]] = set()
+        i = 0
+        while not self.stopping.is_set():
+            due = start + i / self.rate
+            if due >= end:
+                break
+            delay = due - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                if self.stopping.is_set():
+                    break
+            task = asyncio.create_task(self.one(next(self.queries)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            self.sent += 1
+            i += 1
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.timeout + 1.0)
+        return self.sent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lab.probes.dns", description=__doc__.split("\n")[0])
+    p.add_argument("--rate", type=float, default=20.0, help="queries per second (default 20)")
+    p.add_argument("--server", action="append", default=[], help="server address (repeat)")
+    p.add_argument("--query", action="append", default=[],
+                   help="TYPE:NAME, e.g. A:lsvm1.internal.thesteins.org, PTR:192.168.1.6 (repeat)")
+    p.add_argument("--transport", default="udp", help="udp, tcp or udp,tcp")
+    p.add_argument("--timeout", type=float, default=1.0, help="per-query timeout in seconds")
+    p.add_argument("--duration", type=float, default=60.0, help=f"seconds (≤ {MAX_DURATION_S:g})")
+    p.add_argument("--probe-id", default="probe", help="name of this client in the records")
+    p.add_argument("--mac-map", default="", help="MAC=node,MAC=node: who owns which MAC")
+    p.add_argument("--os", action="store_true",
+                   help="also ask the way the client OS would (servers + search from resolv.conf)")
+    p.add_argument("--os-only", action="store_true", help="only the --os queries")
+    p.add_argument("--resolv-conf", type=Path, default=Path("/etc/resolv.conf"))
+    p.add_argument("--os-name", action="append", default=[],
+                   help="names asked in --os mode (short names get the search domain)")
+    p.add_argument("--names-from", type=Path, default=None,
+                   help="a DHCP fleet's JSON-lines output: also ask its clients' A and PTR")
+    p.add_argument("--domain", default="internal.thesteins.org",
+                   help="domain of the DHCP clients' names (with --names-from)")
+    p.add_argument("--out", default="-", help="output file, or - for stdout")
+    p.add_argument("--no-neighbours", action="store_true",
+                   help="do not read the neighbour table (node stays unknown)")
+    return p
+
+
+def queries_from_args(args: argparse.Namespace) -> list[Query]:
+    transports = [t.strip() for t in args.transport.split(",") if t.strip()]
+    for t in transports:
+        if t not in ("udp", "tcp"):
+            raise SystemExit(f"unknown transport {t!r}")
+    qs: list[Query] = []
+    if not args.os_only:
+        texts = args.query or ["A:lsvm1.internal.thesteins.org"]
+        for server in args.server:
+            for text in texts:
+                qtype, name = parse_query(text)
+                for tr in transports:
+                    qs.append(Query(server, name, qtype, tr))
+    if args.os or args.os_only:
+        qs += os_queries(args.resolv_conf, args.os_name or ["lsvm1"], transports)
+    if not qs:
+        raise SystemExit("nothing to ask: give --server (and --query) or --os")
+    return qs
+
+
+async def amain(args: argparse.Namespace, out: IO[str]) -> int:
+    static = queries_from_args(args)
+    dynamic: Callable[[], Sequence[Query]] = list
+    if args.names_from is not None:
+        servers = sorted({q.server for q in static})
+        dynamic = NamesFromFleet(args.names_from, servers, args.domain,
+                                 args.transport.split(",")[0])
+    neigh = None if args.no_neighbours else NeighbourReader()
+    probe = Probe(
+        rotation(static, dynamic), min(args.rate, MAX_RATE_HZ), args.timeout,
+        min(args.duration, MAX_DURATION_S), args.probe_id, parse_mac_map(args.mac_map), out,
+        neigh,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, probe.stopping.set)
+    try:
+        return await probe.run()
+    finally:
+        if neigh is not None:
+            neigh.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.rate <= 0 or args.timeout <= 0 or args.duration <= 0:
+        raise SystemExit("rate, timeout and duration must be positive")
+    if args.out == "-":
+        asyncio.run(amain(args, sys.stdout))
+    else:
+        with open(args.out, "a", buffering=1) as f:
+            asyncio.run(amain(args, f))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
