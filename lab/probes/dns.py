@@ -286,7 +286,8 @@ class Probe:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lab.probes.dns", description=(__doc__ or "").split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lab.probes.dns",
+                                description=(__doc__ or "").split("\n")[0])
     p.add_argument("--rate", type=float, default=20.0, help="queries per second (default 20)")
     p.add_argument("--server", action="append", default=[], help="server address (repeat)")
     p.add_argument("--query", action="append", default=[],
