@@ -11,6 +11,7 @@ otherwise.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import signal
 import time
@@ -19,13 +20,22 @@ from pathlib import Path
 V1_ROOT = Path("/sys/fs/cgroup/freezer")
 V2_ROOT = Path("/sys/fs/cgroup")
 TOP = "hapair-lab"
+DEFAULT_STATE_ROOT = "/var/lib/hapair-lab"
 
 
 def hierarchy_root() -> Path:
-    """Where the lab's cgroups live on this machine."""
+    """Where the lab's cgroups live on this machine.
+
+    A non-default $HAPAIR_LAB_ROOT gets a cgroup subtree of its own, so a test can exercise
+    `lab down --all` in a private universe without touching the labs of parallel workers.
+    """
+    top = TOP
+    state_root = os.environ.get("HAPAIR_LAB_ROOT")
+    if state_root and state_root.rstrip("/") != DEFAULT_STATE_ROOT:
+        top = f"{TOP}-{hashlib.sha1(state_root.encode()).hexdigest()[:10]}"
     if (V1_ROOT / "freezer.state").exists() or (V1_ROOT / "cgroup.procs").exists():
-        return V1_ROOT / TOP
-    return V2_ROOT / TOP
+        return V1_ROOT / top
+    return V2_ROOT / top
 
 
 class Cgroup:

@@ -173,7 +173,10 @@ class Lab:
                 self.stack.prepare(self)
             for node in self.nodes.values():
                 say(f"node {node.name}")
-                node.start()
+                node.start(settle=False)
+            say("waiting for IPv6 duplicate address detection")
+            for node in self.nodes.values():
+                node.wait_settled()
         except BaseException:
             with suppress(Exception):
                 self.down()

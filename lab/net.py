@@ -235,6 +235,16 @@ class Fabric:
         return states
 
 
+IFA_F_TENTATIVE = 0x40
+
+
+def tentative_addresses(node_netns: str) -> list[str]:
+    """IPv6 addresses still in duplicate address detection (unusable as a source yet)."""
+    with ipr(node_netns) as nr:
+        return [str(a.get("address")) for a in nr.get_addr(family=10)
+                if (a.get("flags") or 0) & IFA_F_TENTATIVE]
+
+
 def node_addresses(node_netns: str) -> dict[str, list[str]]:
     """Every address on every non-loopback link inside a node, as ``addr/prefixlen``."""
     result: dict[str, list[str]] = {}

@@ -120,12 +120,21 @@ class Node:
                         f"({', '.join(persistent)}); use execute() for volatile files")
 
     @property
+    def root(self) -> Path:
+        """The node's whole filesystem as it sees it, readable from the host even while frozen
+        (``/proc/PID/root``), e.g. ``node.root / "run/heartbeat"``."""
+        return Path(f"/proc/{self.init_pid}/root")
+
+    @property
     def log_dir(self) -> Path:
         return self.path("/var/log")
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Power on: a fresh container, its cables plugged in, then the stack boots it."""
+    def start(self, settle: bool = True) -> None:
+        """Power on: a fresh container, its cables plugged in, then the stack boots it.
+
+        With `settle`, return only once the kernel finished IPv6 duplicate address detection on
+        the node's link-local addresses (~1 s), as a booted machine would before it is "up"."""
         if self.runtime is not None:
             raise NodeError(f"{self.name} is already running")
         self.lab.records.add("cgroup", path=str(self.cgroup.path))
@@ -138,8 +147,15 @@ class Node:
         self._save(runtime)
         self.lab.fabric.wire(self.spec, running.init_pid, running.netns_path)
         self.lab.log_event("node.start", node=self.name)
+        if settle:
+            self.wait_settled()
         if self.lab.stack is not None:
             self.lab.stack.boot(self)
+
+    def wait_settled(self, timeout: float = 10) -> None:
+        from lab.net import tentative_addresses
+        wait_for(lambda: not tentative_addresses(self.netns_path), timeout,
+                 lambda: f"{self.name}: IPv6 duplicate address detection to finish")
 
     def crash(self) -> None:
         """Power loss: off the wire and every process gone in the same instant; no shutdown."""
@@ -207,6 +223,18 @@ class Node:
                             f"{', '.join(i.name for i in self.spec.interfaces)})")
 
     def _kill(self) -> None:
+        # PID 1 first: the kernel then kills the whole PID namespace and `unshare` reaps PID 1,
+        # instead of both dying at once and leaving PID 1 a zombie for the host's init to reap
+        runtime = self.runtime
+        if runtime is not None:
+            ProcessRef(runtime.init_pid, runtime.init_start).kill()
+            if self.cgroup.frozen():
+                self.cgroup.thaw()  # SIGKILL is delivered before any frozen code runs again
+            unshare = ProcessRef(runtime.unshare_pid, runtime.unshare_start)
+            if self._popen is not None:
+                self._popen.wait()
+            else:
+                wait_for(lambda: not unshare.alive(), 5, lambda: f"{self.name}: unshare to exit")
         self.cgroup.kill_all()
         if self._popen is not None:
             self._popen.wait()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.cgroup import Cgroup, hierarchy_root
+from lab.cgroup import DEFAULT_STATE_ROOT, Cgroup, hierarchy_root
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 
@@ -32,7 +32,7 @@ class LabStateError(RuntimeError):
 
 
 def lab_root() -> Path:
-    return Path(os.environ.get("HAPAIR_LAB_ROOT", "/var/lib/hapair-lab"))
+    return Path(os.environ.get("HAPAIR_LAB_ROOT", DEFAULT_STATE_ROOT))
 
 
 def labs_dir() -> Path:
