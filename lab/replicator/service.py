@@ -1,0 +1,210 @@
+"""Host-side entry points for the lab: put the replicated disk on a node, start, stop, ask.
+
+Why here and not in the stack: everything that knows how the DRBD substitute is wired (the
+wrapper installed as the node's ``drbdadm``, where the backing image lives, the device node the
+``.res`` names as ``disk``) stays in one place, and the stack only calls ``start``/``stop``/
+``status``. Where the kernel has DRBD (``/proc/drbd``) the node keeps the real ``drbdadm`` and
+the backing disk is a loop device over the same image (the "real DRBD" path, untested here).
+
+Backing image: ``<lab>/nodes/<node>/replicator/<resource>.img`` on the host (it survives
+crashes like a disk does); the ``.res`` ``disk`` path (the seed's ``/dev/mapper/lsvmN--vg2-drbd0``)
+is made inside the node's private ``/dev`` as a symlink to it at every boot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.replicator.metadata import Metadata, MetadataError
+from lab.replicator.resfile import Resource, load_dir
+
+if TYPE_CHECKING:
+    from lab.node import Node
+
+DEFAULT_SIZE = 250 * 1024 * 1024
+REPO = Path(__file__).resolve().parents[2]
+
+
+def real_drbd() -> bool:
+    """The kernel has DRBD: use it, not the substitute."""
+    return Path("/proc/drbd").exists()
+
+
+def mode() -> str:
+    return "drbd-kernel" if real_drbd() else "userspace-replicator"
+
+
+def wrapper_text(records: str | None) -> str:
+    lines = [
+        "#!/bin/sh",
+        "# hapair-lab: DRBD-8.4-compatible drbdadm over the userspace replicator "
+        "(lab/replicator)",
+        f"export PYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}}",
+    ]
+    if records:
+        lines.append(f"export HAPAIR_LAB_RECORDS={records}")
+    lines.append(f'exec {sys.executable} -m lab.replicator.drbdadm "$@"')
+    return "\n".join(lines) + "\n"
+
+
+def resource(node: Node, name: str = "drbd0") -> Resource:
+    return load_dir(node.path("/etc/drbd.d"))[name]
+
+
+def image_path(node: Node, name: str = "drbd0") -> Path:
+    return node.dir / "replicator" / f"{name}.img"
+
+
+def install(node: Node) -> None:
+    """Make the node's private ``/usr/sbin/drbdadm`` (= ``/sbin/drbdadm``) our wrapper."""
+    if real_drbd():
+        return
+    target = node.path("/usr/sbin/drbdadm")
+    records = str(node.lab.records.path)
+    text = wrapper_text(records)
+    if not target.exists() or target.read_bytes() != text.encode():
+        # in place, never rename: the node sees this file through a bind mount of its inode
+        with open(target, "wb") as f:
+            f.write(text.encode())
+        os.chmod(target, 0o755)
+
+
+def ensure_image(node: Node, name: str = "drbd0", size: int = DEFAULT_SIZE) -> Path:
+    img = image_path(node, name)
+    img.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not img.exists():
+        fd = os.open(img, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+    return img
+
+
+def has_metadata(img: Path) -> bool:
+    fd = os.open(img, os.O_RDONLY)
+    try:
+        Metadata.load(fd, os.fstat(fd).st_size)
+        return True
+    except MetadataError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def plug_disk(node: Node, name: str = "drbd0", size: int = DEFAULT_SIZE) -> Resource:
+    """Install drbdadm, create the image, link the ``.res`` disk path to it, create-md once."""
+    install(node)
+    res = resource(node, name)
+    img = ensure_image(node, name, size)
+    disk = res.host(node.name).disk
+    if real_drbd():
+        node.succeed(f"mkdir -p {os.path.dirname(disk)} && "
+                     f"dev=$(losetup --find --show {img}) && ln -sfn $dev {disk}")
+    else:
+        node.succeed(f"mkdir -p {os.path.dirname(disk)} && ln -sfn {img} {disk}")
+    if not has_metadata(img):
+        node.succeed(f"drbdadm create-md {name}")
+    return res
+
+
+def start(node: Node, name: str = "drbd0", size: int = DEFAULT_SIZE) -> None:
+    """At node boot: plug the disk and ``drbdadm up`` (attach + connect), as DRBD's init does."""
+    plug_disk(node, name, size)
+    rc, out = node.execute(f"drbdadm up {name}", timeout=60)
+    if rc != 0 and "exists already" not in out:
+        raise RuntimeError(f"{node.name}: drbdadm up {name} failed ({rc}): {out}")
+
+
+def stop(node: Node, name: str = "drbd0") -> None:
+    """At node halt: ``drbdadm down`` (fails if the device is still Primary and in use)."""
+    node.execute(f"drbdadm down {name}", timeout=60)
+
+
+def after_crash(node: Node, name: str = "drbd0") -> None:
+    """Nothing survives a crash but the image; the lab's records detach stale loop devices."""
+
+
+def _ctl_path(node: Node, name: str) -> str:
+    return f"/proc/{node.init_pid}/root/run/drbd/{name}.ctl"
+
+
+def control(node: Node, request: dict[str, Any], name: str = "drbd0",
+            timeout: float = 30.0) -> dict[str, Any] | None:
+    """Talk to a node's daemon straight through ``/proc/PID/root`` (no process spawned)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(_ctl_path(node, name))
+    except OSError:
+        s.close()
+        return None
+    with s:
+        s.sendall(json.dumps(request).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf) if buf else None
+
+
+def full_status(node: Node, name: str = "drbd0") -> dict[str, Any] | None:
+    try:
+        reply = control(node, {"cmd": "status"}, name, timeout=5)
+    except (OSError, ValueError):
+        return None
+    return reply["state"] if reply else None
+
+
+def status(node: Node, name: str = "drbd0") -> dict[str, Any]:
+    """``{"role", "cstate", "dstate", "out_of_sync_kib"}`` for ``lab status --json``."""
+    st = full_status(node, name) if node.state == "running" else None
+    if st is None:
+        return {"role": "Unconfigured", "cstate": "Unconfigured", "dstate": "Unconfigured",
+                "out_of_sync_kib": None}
+    return {k: st[k] for k in ("role", "cstate", "dstate", "out_of_sync_kib")}
+
+
+def wait_for(node: Node, predicate: Any, name: str = "drbd0", timeout: float = 60.0,
+             what: str = "") -> dict[str, Any]:
+    """Poll the daemon's state until ``predicate(state)``; returns that state."""
+    deadline = time.monotonic() + timeout
+    st: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        st = full_status(node, name)
+        if st is not None and predicate(st):
+            return st
+        time.sleep(0.05)
+    raise TimeoutError(f"{node.name}: {what or 'replicator state'} not reached in {timeout} s; "
+                       f"last state {st}")
+
+
+def wait_connected(node: Node, name: str = "drbd0", timeout: float = 60.0) -> dict[str, Any]:
+    return wait_for(node, lambda s: s["cstate"] == "Connected" and s["pdsk"] == "UpToDate"
+                    and s["dstate"] == "UpToDate", name, timeout, "Connected UpToDate/UpToDate")
+
+
+def bootstrap(primary: Node, secondary: Node, name: str = "drbd0", fs: bool = True,
+              timeout: float = 120.0) -> None:
+    """The seed's first start: overwrite the peer from ``primary`` and make the filesystem.
+
+    ``drbdadm -- --overwrite-data-of-peer primary all`` on the primary, then (like the seed)
+    ``mkfs.ext4 /dev/drbd0`` -- the initial sync runs underneath -- and leave it Secondary.
+    """
+    for node in (primary, secondary):
+        wait_for(node, lambda s: s["cstate"] in ("Connected", "SyncSource", "SyncTarget"),
+                 name, timeout, "connected")
+    primary.succeed(f"drbdadm -- --overwrite-data-of-peer primary {name}")
+    dev = resource(primary, name).host(primary.name).device
+    if fs:
+        primary.succeed(f"mkfs.ext4 -q -F {dev}", timeout=timeout)
+    wait_connected(primary, name, timeout)
+    primary.succeed(f"drbdadm secondary {name}")
