@@ -134,7 +134,7 @@ class Lab:
     def switch_pid(self) -> int:
         pid = self.identity.get("switch_pid")
         start = self.identity.get("switch_start")
-        if pid is None or not ProcessRef(pid, start).alive():
+        if pid is None or start is None or not ProcessRef(pid, start).alive():
             raise LabStateError(f"lab {self.name}: the switch is not running")
         return int(pid)
 

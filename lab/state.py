@@ -10,6 +10,7 @@ the machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,10 +75,8 @@ class ProcessRef:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the process only if it is still the one recorded (PIDs get reused)."""
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
 
 
 class Records:
@@ -174,10 +174,8 @@ def teardown(name: str, log: Any = None) -> list[str]:
 def _wait_gone(ref: ProcessRef, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while ref.alive() and time.monotonic() < deadline:
-        try:
+        with suppress(ChildProcessError):
             os.waitpid(ref.pid, os.WNOHANG)  # reap it if it was our own child
-        except ChildProcessError:
-            pass
         time.sleep(0.01)
 
 

@@ -380,8 +380,8 @@ class _Parser:
                 self.problem(key, f"{address} is not inside segment {segment.name} ({net})")
                 continue
             if prefixlen != net.prefixlen:
-                self.problem(f"{key}.prefixlen",
-                             f"{prefixlen!r} differs from segment {segment.name}'s /{net.prefixlen}")
+                self.problem(f"{key}.prefixlen", f"{prefixlen!r} differs from segment "
+                                                 f"{segment.name}'s /{net.prefixlen}")
                 continue
             vips.append(Vip(address, net.prefixlen, iface_name, segment.name))
         return tuple(vips)

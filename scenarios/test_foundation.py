@@ -218,7 +218,9 @@ def test_freeze_stops_every_process_and_thaw_resumes(lab: Lab) -> None:
     """Acceptance 6: the kernel freezer, not signals; the network stays up meanwhile."""
     node = lab.lsvm2
     ticker = node.popen(["sh", "-c", "while :; do date +%s%N > /tmp/tick; sleep 0.02; done"])
-    tick = lambda: (node.root / "tmp/tick").read_text()  # noqa: E731
+
+    def tick() -> str:
+        return (node.root / "tmp/tick").read_text()
     wait_for(lambda: (node.root / "tmp/tick").exists(), 5, lambda: "the ticker to start")
     node.freeze()
     assert node.state == "frozen"

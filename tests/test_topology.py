@@ -48,7 +48,7 @@ def test_router_link_local_is_the_seeds_upstream() -> None:
     mac = load_topology(DEFAULT_TOPOLOGY).nodes["rtbr1"].port("eth0").mac
     octets = [int(x, 16) for x in mac.split(":")]
     octets[0] ^= 0x02
-    eui = octets[:3] + [0xFF, 0xFE] + octets[3:]
+    eui = [*octets[:3], 255, 254, *octets[3:]]
     iid = ":".join(f"{eui[i] << 8 | eui[i + 1]:x}" for i in range(0, 8, 2))
     assert ipaddress.ip_address(f"fe80::{iid}") == ipaddress.ip_address(
         "fe80::6eb0:ceff:fee1:7018")

@@ -1,0 +1,69 @@
+# hapair-lab: `make lab-up` and `make test` are all a fresh Debian 12 machine (as root) needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LAB_NAME ?= hapair
+PROFILE ?= seed
+PYTEST_ARGS ?=
+RUN_ID := $(shell date +%Y%m%d-%H%M%S)
+
+# Debian packages the lab runs (the real daemons) or needs to build nodes and probe them.
+APT_PACKAGES := dnsmasq heartbeat drbd-utils ddclient isc-dhcp-client nftables iproute2 \
+	tcpdump fuse3 libfuse3-3 tini psmisc e2fsprogs util-linux procps iputils-ping \
+	iputils-arping kmod openssl ca-certificates tmux python3-venv
+
+.PHONY: help setup host-packages lab-up lab-down test bench lint clean
+
+help:
+	@echo "make lab-up     install what is missing, bring the seed's pair up (LAB_NAME=$(LAB_NAME), PROFILE=$(PROFILE))"
+	@echo "make lab-down   remove that lab"
+	@echo "make test       install what is missing, run unit tests and scenarios (JUnit in results/)"
+	@echo "make bench      benchmarks -> bench/results.json"
+	@echo "make lint       ruff + mypy"
+
+setup: host-packages $(STAMP)
+
+# Installs only what is missing. A policy-rc.d stops the packages from starting their daemons
+# in the root namespace at install time: the lab runs them only inside its own nodes.
+host-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  policy=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; policy=1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; rc=$$?; \
+	  if [ $$policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  exit $$rc; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+lab-up: setup
+	$(BIN)/lab up --name $(LAB_NAME) --profile $(PROFILE)
+
+lab-down: setup
+	$(BIN)/lab down --name $(LAB_NAME)
+
+test: setup
+	@mkdir -p results/$(RUN_ID)
+	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m lab.bench --out bench/results.json
+
+lint: setup
+	$(BIN)/ruff check lab tests scenarios conftest.py
+	$(BIN)/mypy
+
+clean:
+	-$(BIN)/lab down --all
+	rm -rf results .pytest_cache .mypy_cache .ruff_cache

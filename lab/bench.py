@@ -1,0 +1,150 @@
+"""`make bench`: how fast and how heavy a lab is, measured, never asserted.
+
+Numbers go to bench/results.json (and a table on the terminal). Ratios are computed from numbers
+measured in the same run on the same machine, never against remembered values. Other layers add
+their own sections through a `run() -> dict` in `lab.<layer>.bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.lab import Lab
+from lab.state import teardown
+
+SECTIONS = ("lab.replicator.bench", "lab.services.bench", "lab.probes.bench")
+LAB_CLI = [sys.executable, "-m", "lab.cli"]
+
+
+def _name(tag: str) -> str:
+    return f"b{os.getpid() % 100000}{tag}"
+
+
+def bench_up_down(repeats: int = 5) -> dict[str, Any]:
+    ups, downs = [], []
+    for i in range(repeats):
+        lab = Lab.create(_name(f"u{i}"), stack="none")
+        t0 = time.monotonic()
+        lab.up()
+        t1 = time.monotonic()
+        lab.down()
+        t2 = time.monotonic()
+        ups.append(t1 - t0)
+        downs.append(t2 - t1)
+    return {"repeats": repeats, "up_s_median": statistics.median(ups),
+            "down_s_median": statistics.median(downs), "up_s_all": ups, "down_s_all": downs}
+
+
+def _status_field(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_footprint(settle_s: float = 2.0) -> dict[str, Any]:
+    lab = Lab.create(_name("f"), stack="none")
+    lab.up()
+    try:
+        time.sleep(settle_s)
+        pids = [pid for node in [*lab, None] for pid in (
+            node.cgroup.pids() if node else lab.switch_spec.cgroup.pids())]
+        rss = sum(_status_field(p, "VmRSS") for p in pids)
+        hwm = sum(_status_field(p, "VmHWM") for p in pids)
+        return {"processes": len(pids), "rss_kib": rss, "peak_rss_kib": hwm,
+                "nodes": len(lab.nodes)}
+    finally:
+        lab.down()
+
+
+def bench_parallel() -> dict[str, Any]:
+    names = [_name("pa"), _name("pb")]
+
+    def up(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([*LAB_CLI, "up", "--name", name, "--stack", "none"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.monotonic()
+        for name in names:
+            if up(name).wait() != 0:
+                raise RuntimeError(f"lab up {name} failed")
+        sequential = time.monotonic() - t0
+        for name in names:
+            teardown(name)
+        t0 = time.monotonic()
+        procs = [up(name) for name in names]
+        if any(p.wait() != 0 for p in procs):
+            raise RuntimeError("parallel lab up failed")
+        parallel = time.monotonic() - t0
+    finally:
+        for name in names:
+            teardown(name)
+    return {"two_labs_sequential_s": sequential, "two_labs_parallel_s": parallel,
+            "parallel_over_sequential": parallel / sequential}
+
+
+def run_all(only: list[str] | None = None) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
+                    "python": platform.python_version()},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    plan = {"lab.up_down": bench_up_down, "lab.footprint": bench_footprint,
+            "lab.parallel": bench_parallel}
+    for key, func in plan.items():
+        if not only or any(key.startswith(o) for o in only):
+            results[key] = func()
+    for module_name in SECTIONS:
+        section = module_name.split(".")[1]
+        if only and not any(section.startswith(o) for o in only):
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        results[section] = module.run()
+    return results
+
+
+def print_table(results: dict[str, Any]) -> None:
+    table = Table("benchmark", "metric", "value", title="hapair-lab benchmarks")
+    for section, values in results.items():
+        if not isinstance(values, dict) or section == "machine":
+            continue
+        for key, value in values.items():
+            if isinstance(value, float):
+                table.add_row(section, key, f"{value:.4g}")
+            elif isinstance(value, int | str):
+                table.add_row(section, key, str(value))
+    Console().print(table)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.bench")
+    parser.add_argument("--out", default="bench/results.json")
+    parser.add_argument("--only", nargs="*", help="sections to run, e.g. lab replicator")
+    args = parser.parse_args()
+    results = run_all(args.only)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print_table(results)
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
