@@ -344,3 +344,14 @@ def test_crash_of_a_frozen_node(lab: Lab) -> None:
     assert lab.lsvm2.state == "stopped" and lab.lsvm2.cgroup.pids() == []
     lab.lsvm2.start()
     assert pings(lab.c1, "192.168.1.7")
+
+
+def test_8021q_trunk_mode(lab: Lab) -> None:
+    """Real 802.1Q sub-interfaces over a VLAN-filtering trunk, where the kernel has them."""
+    if lab.identity["network_mode"] != "8021q":
+        pytest.skip(f"kernel lacks 802.1Q here: {lab.identity['network_mode_reason']}")
+    link = lab.lsvm1.succeed("ip -d link show enp2s1.3")
+    assert "vlan protocol 802.1Q id 3" in link
+    assert pings(lab.g1, "192.168.3.6") and pings(lab.c1, "192.168.1.6")
+    lab.lsvm1.block("enp2s1.3")
+    assert not pings(lab.g1, "192.168.3.6") and pings(lab.c1, "192.168.1.6")
