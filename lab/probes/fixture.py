@@ -1,0 +1,254 @@
+"""The ``probes`` fixture's object: start probes in client nodes, record, build the timeline.
+
+Proposed use in a scenario (the pytest plugin makes one ``Probes`` per test)::
+
+    with probes.dns(rate_hz=20), probes.dhcp(clients=20):
+        lab["lsvm2"].crash()
+        probes.renew()                  # force the fleet's RENEW now (SIGUSR1)
+        ...
+    m = probes.metrics()                # pure checks over the recorded timeline
+    probes.write_artifacts()            # timeline.jsonl, metrics.json, timeline.png, streams
+
+Why a context manager per probe kind: the measuring window is visible in the scenario's text,
+and the probes are stopped (SIGTERM to the PID we started, then SIGKILL) however the block is
+left. Each probe also carries its own ``--duration`` bound, so even a killed pytest leaves
+nothing running for long. Streams are written by the host side (the probe writes to stdout,
+which is a host file), so nothing depends on what the node's mount namespace can see.
+
+While a DNS probe runs, a thread samples VIP holders every ``vip_interval_s`` from the servers'
+kernels and records changes (:class:`VipEvent`); lab events (crash, freeze, cable pulls)
+become fault windows when the timeline is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from lab import checks, report
+from lab.probes import labview
+from lab.probes.records import FaultEvent, LeaseSnapshot, Record, VipEvent
+from lab.timeline import Header, Timeline, build
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_QUERIES = (
+    "A:lsvm1.internal.thesteins.org",
+    "A:lsvm2.internal.thesteins.org",
+    "PTR:192.168.1.6",
+    "CNAME:smtp.internal.thesteins.org",
+)
+LEASE_FILE = "srv/drbd0/dnsmasq/dnsmasq.leases"
+
+
+def probe_pid(popen: subprocess.Popen[Any]) -> int:
+    """The probe's own PID: ``node.popen`` runs ``nsenter --pid``, which forks; signals must
+    go to the child (nsenter does not forward SIGUSR1/SIGHUP)."""
+    path = Path(f"/proc/{popen.pid}/task/{popen.pid}/children")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            kids = path.read_text().split()
+            if kids:
+                return int(kids[0])
+        if popen.poll() is not None:
+            break
+        time.sleep(0.01)
+    return popen.pid
+
+
+def stop_process(popen: subprocess.Popen[Any], grace_s: float = 5.0) -> None:
+    """SIGTERM to the probe (it stops cleanly: releases leases, deletes macvlans), then
+    SIGKILL to the nsenter we started if it is still there."""
+    if popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(probe_pid(popen), signal.SIGTERM)
+        try:
+            popen.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
+class Probes:
+    def __init__(self, lab: Any, outdir: Path, run_id: str = "run", seed: int | None = None,
+                 **meta: Any) -> None:
+        self.lab = lab
+        self.outdir = outdir
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        self.header = Header.start(run_id, seed=seed, lab=getattr(lab, "name", None), **meta)
+        self.streams: list[Path] = []
+        self.records: list[Record] = []
+        self.fleets: list[subprocess.Popen[Any]] = []
+        self._lock = threading.Lock()
+        self._n = 0
+
+    # -- starting probes ------------------------------------------------------------------
+    def _popen(self, node: str, argv: Sequence[str], out: Path) -> subprocess.Popen[Any]:
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO),
+               "LANG": "C.UTF-8"}
+        f: IO[bytes] = out.open("ab")
+        try:
+            proc: subprocess.Popen[Any] = self.lab[node].popen(
+                list(argv), stdout=f, stderr=subprocess.DEVNULL, env=env)
+            return proc
+        finally:
+            f.close()
+
+    def _stream(self, kind: str, node: str) -> Path:
+        self._n += 1
+        path = self.outdir / f"{kind}-{node}-{self._n}.jsonl"
+        self.streams.append(path)
+        return path
+
+    @contextlib.contextmanager
+    def dns(self, rate_hz: float = 20.0, clients: Sequence[str] = ("c1",),
+            queries: Sequence[str] = DEFAULT_QUERIES, transport: str = "udp",
+            timeout_s: float = 1.0, os_mode: bool = True, fleet_names: bool = True,
+            max_duration_s: float = 900.0, vip_interval_s: float = 0.1) -> Iterator[None]:
+        """DNS probes in each client, asking its segment's VIPs (and, with ``os_mode``, the
+        way its OS would); VIP holders sampled meanwhile."""
+        procs: list[subprocess.Popen[Any]] = []
+        stop = threading.Event()
+        watcher = threading.Thread(target=self._watch_vips, args=(stop, vip_interval_s),
+                                   daemon=True)
+        try:
+            watcher.start()
+            for client in clients:
+                segment = labview.client_segment(self.lab, client)
+                argv = [sys.executable, "-m", "lab.probes.dns", "--rate", str(rate_hz),
+                        "--timeout", str(timeout_s), "--duration", str(max_duration_s),
+                        "--probe-id", client, "--mac-map", labview.mac_map_arg(self.lab),
+                        "--transport", transport, "--out", "-"]
+                for vip in labview.vips_for_segment(self.lab, segment):
+                    argv += ["--server", vip]
+                for q in queries:
+                    argv += ["--query", q]
+                if os_mode:
+                    argv += ["--os", "--os-name", "lsvm1"]
+                if fleet_names:
+                    fleet = [p for p in self.streams if p.name.startswith(f"dhcp-{client}-")]
+                    if fleet:
+                        # the node's mount namespace is a copy of the host's: the stream's host
+                        # path is visible there unless it lies in a node-private dir (/tmp)
+                        argv += ["--names-from", str(fleet[-1].resolve())]
+                procs.append(self._popen(client, argv, self._stream("dns", client)))
+            yield
+        finally:
+            for p in procs:
+                stop_process(p)
+            stop.set()
+            watcher.join(timeout=5)
+
+    @contextlib.contextmanager
+    def dhcp(self, clients: int = 20, node: str = "c1", actions: Sequence[str] = (),
+             retransmit_first_s: float = 4.0, release: bool = True,
+             max_duration_s: float = 900.0) -> Iterator[subprocess.Popen[Any]]:
+        """A DHCP fleet of ``clients`` on macvlans in ``node``; ``actions`` like
+        ``("renew@10",)``; :meth:`renew`/:meth:`rebind`/:meth:`reboot` force them any time."""
+        tag = f"{node[:2]}{self._n % 10}"
+        argv = [sys.executable, "-m", "lab.probes.dhcp", "--clients", str(clients),
+                "--parent", labview.client_iface(self.lab, node), "--probe-id", node,
+                "--duration", str(max_duration_s), "--retransmit-first", str(retransmit_first_s),
+                "--hostname-prefix", f"{node}fleet", "--ifname-prefix", f"f{tag}-",
+                "--mac-prefix", f"02:1f:{sum(map(ord, node)) & 0xFF:02x}:{self._n & 0xFF:02x}",
+                "--out", "-"]
+        for a in actions:
+            argv += ["--action", a]
+        if not release:
+            argv.append("--no-release")
+        proc = self._popen(node, argv, self._stream("dhcp", node))
+        self.fleets.append(proc)
+        try:
+            yield proc
+        finally:
+            stop_process(proc, grace_s=10.0)
+            self.fleets.remove(proc)
+
+    def _signal_fleets(self, sig: signal.Signals) -> None:
+        for p in self.fleets:
+            if p.poll() is None:
+                os.kill(probe_pid(p), sig)
+
+    def renew(self) -> None:
+        """Every fleet client RENEWs now (unicast to its server-identifier)."""
+        self._signal_fleets(signal.SIGUSR1)
+
+    def rebind(self) -> None:
+        self._signal_fleets(signal.SIGUSR2)
+
+    def reboot(self) -> None:
+        """Every fleet client does INIT-REBOOT (asks for its old address)."""
+        self._signal_fleets(signal.SIGHUP)
+
+    # -- extra records ----------------------------------------------------------------------
+    def _add(self, rec: Record) -> None:
+        with self._lock:
+            self.records.append(rec)
+
+    def _watch_vips(self, stop: threading.Event, interval_s: float) -> None:
+        last: dict[str, tuple[str, ...]] = {}
+        while not stop.is_set():
+            t = time.monotonic()
+            with contextlib.suppress(Exception):
+                for vip, holders in labview.vip_holders(self.lab).items():
+                    if last.get(vip) != holders:
+                        last[vip] = holders
+                        self._add(VipEvent(t=t, vip=vip, holders=holders))
+            stop.wait(interval_s)
+
+    @contextlib.contextmanager
+    def fault(self, fault: str, targets: Sequence[str] = (), detail: str | None = None
+              ) -> Iterator[None]:
+        """Mark a fault window by hand (for faults the lab does not log itself)."""
+        self._n += 1
+        fid = f"{fault}-{self._n}"
+        self._add(FaultEvent(time.monotonic(), "start", fault, fid, tuple(targets), detail))
+        try:
+            yield
+        finally:
+            self._add(FaultEvent(time.monotonic(), "end", fault, fid, tuple(targets), detail))
+
+    def snapshot_leases(self, label: str, node: str | None = None) -> LeaseSnapshot | None:
+        """The replicated lease file as the active node sees it (``node`` or the holder of the
+        first VIP)."""
+        if node is None:
+            holders = labview.vip_holders(self.lab)
+            first = next(iter(holders.values()), ())
+            if not first:
+                return None
+            node = first[0]
+        try:
+            text = (Path(self.lab[node].root) / LEASE_FILE).read_text()
+        except OSError:
+            return None
+        entries = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 4 and "." in parts[2]:
+                entries.append((parts[1].lower(), parts[2], parts[3]))
+        snap = LeaseSnapshot(time.monotonic(), node, label, tuple(entries))
+        self._add(snap)
+        return snap
+
+    # -- results ----------------------------------------------------------------------------
+    def timeline(self) -> Timeline:
+        header = self.header.finish()
+        faults = labview.faults_from_lab_events(self.lab.events())
+        with self._lock:
+            extra = list(self.records)
+        return build(header, jsonl=self.streams, logs=labview.node_logs(self.lab),
+                     records=[*faults, *extra])
+
+    def metrics(self, vip: str | None = None, fault_id: str | None = None) -> checks.Metrics:
+        return checks.metrics(self.timeline(), vip=vip, fault_id=fault_id)
+
+    def write_artifacts(self, title: str | None = None) -> checks.Metrics:
+        return report.write_artifacts(self.outdir, self.timeline(), title=title)
