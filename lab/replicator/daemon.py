@@ -47,6 +47,7 @@ RESYNC_WINDOW = 16
 UUID_NEW_BM_OFFSET = 1 << 48
 FALLOC_FL_PUNCH_HOLE = 0x02
 FALLOC_FL_KEEP_SIZE = 0x01
+FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 DISCARD = 20  # frame: offset, payload = 8-byte length
 
 
@@ -100,6 +101,7 @@ class Replicator:
         self.dstate = "Diskless"
         self._size = 0
         self.io_error_injected = False
+        self.io_stats: dict[str, list[Any]] = {}  # op -> [count, seconds, bytes]
         self.resync_total = 0
         self.resync_done = 0
         self.resync_started = 0.0
@@ -135,6 +137,8 @@ class Replicator:
                 "device": self.me.device,
                 "loop": self.loop_dev,
                 "fuse": self.mounted.is_set(),
+                "io_stats": {k: {"count": v[0], "ms": round(v[1] * 1000, 3), "bytes": v[2]}
+                             for k, v in self.io_stats.items()},
             }
             if self.md:
                 st["uuids"] = {"current": f"{self.md.sb.current:016X}",
@@ -152,6 +156,7 @@ class Replicator:
     def emit(self, event: str = "change", **fields: Any) -> None:
         st = self.state()
         st.pop("uuids", None)
+        st.pop("io_stats", None)
         self.events.emit(event, **{**st, **fields})
 
     def log(self, msg: str) -> None:
@@ -263,12 +268,12 @@ class Replicator:
             md = self.md
             if md is not None and self.role == "Primary":
                 md.al_touch(offset, len(data))
-            local_ok = self._pwrite(data, offset)
             link = self.link if self.connected() and self.pdsk not in ("Diskless",) else None
             pend: Pending | None = None
-            if link is not None:
+            if link is not None:  # send first: the peer writes while we write
                 pend = self._send_request(link, wire.DATA, data, offset, blocks)
-            elif md is not None and local_ok:
+            local_ok = self._pwrite(data, offset)
+            if link is None and md is not None and local_ok:
                 md.mark_dirty(offset, len(data))
         remote_ok = self._wait(pend) if pend is not None else False
         if pend is not None and not remote_ok and self.md is not None and local_ok:
@@ -298,15 +303,16 @@ class Replicator:
         return pend.data
 
     def flush(self) -> None:
+        """Forward the flush first, then flush locally: both disks sync at the same time."""
+        link = self.link if self.connected() else None
+        pend = self._send_request(link, wire.FLUSH, b"", 0, range(0)) if link else None
         fd = self.fd
         if fd is not None:
             try:
                 os.fdatasync(fd)
             except OSError:
                 self.local_io_error("flush")
-        link = self.link if self.connected() else None
-        if link is not None:
-            pend = self._send_request(link, wire.FLUSH, b"", 0, range(0))
+        if pend is not None:
             self._wait(pend)
 
     def discard(self, offset: int, length: int) -> None:
@@ -928,8 +934,8 @@ class Replicator:
 
     # == main =====================================================================================
     def serve(self, connect: bool) -> None:
-        os.makedirs(self.mnt, exist_ok=True)
         _unmount_stale(self.mnt)
+        os.makedirs(self.mnt, exist_ok=True)
         self.attach()
         self.emit("exists")
         threading.Thread(target=self.control_server, daemon=True, name="control").start()
@@ -938,8 +944,13 @@ class Replicator:
         device.make_secondary_node(self.me.device, self.fuse_file)
         if connect:
             self.command({"cmd": "connect"})
-        mfusepy.FUSE(FuseFile(self), self.mnt, foreground=True, nothreads=False,
-                     fsname=f"drbd-{self.res.name}", allow_other=True)
+        try:
+            mfusepy.FUSE(FuseFile(self), self.mnt, foreground=True, nothreads=False,
+                         fsname=f"drbd-{self.res.name}", allow_other=True)
+        except RuntimeError as e:
+            if not self.stopping:  # libfuse reports the SIGTERM that ``down`` sends as an error
+                raise
+            self.log(f"FUSE loop ended ({e})")
         self.stopping = True
 
 
@@ -951,7 +962,18 @@ class FuseFile(mfusepy.Operations):  # type: ignore[misc]
     def __init__(self, r: Replicator) -> None:
         self.r = r
 
-    def init(self, path: str) -> None:
+    def _count(self, op: str, t0: float, nbytes: int = 0) -> None:
+        st = self.r.io_stats.setdefault(op, [0, 0.0, 0])
+        st[0] += 1
+        st[1] += time.perf_counter() - t0
+        st[2] += nbytes
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        """Kernel write-back caching stays off by default: with it, the loop device's writes
+        complete in the page cache before we (or the peer) see them, which is not protocol C.
+        ``HAPAIR_REPL_WRITEBACK=1`` turns it on for comparison (measured: no latency gain)."""
+        if conn is not None and os.environ.get("HAPAIR_REPL_WRITEBACK", "0") == "1":
+            conn.want |= FUSE_CAP_WRITEBACK_CACHE
         self.r.mounted.set()
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
@@ -975,17 +997,28 @@ class FuseFile(mfusepy.Operations):  # type: ignore[misc]
         return 0
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-        return self.r.read(size, offset)
+        t0 = time.perf_counter()
+        out = self.r.read(size, offset)
+        self._count("read", t0, len(out))
+        return out
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
-        return self.r.write(bytes(data), offset)
+        t0 = time.perf_counter()
+        n = self.r.write(bytes(data), offset)
+        self._count("write", t0, n)
+        return n
 
     def fsync(self, path: str, datasync: int, fh: int) -> int:
+        t0 = time.perf_counter()
         self.r.flush()
+        self._count("fsync", t0)
         return 0
 
     def flush(self, path: str, fh: int) -> int:
         return 0
+
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
+        return 0  # write-back caching flushes cached times; the device has none to keep
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         if length != self.r.size:
@@ -1030,14 +1063,9 @@ def _record(path: str, entry: dict[str, Any]) -> None:
 
 def _unmount_stale(mnt: str) -> None:
     """A daemon killed with -9 leaves its FUSE mount behind ("Transport endpoint...")."""
-    try:
-        os.stat(mnt)
-        with open("/proc/self/mounts") as f:
-            if f" {mnt} " not in f.read():
-                return
-    except OSError:
-        pass
-    subprocess.run(["umount", "-l", mnt], capture_output=True)
+    with open("/proc/self/mounts") as f:
+        if f" {mnt} " in f.read():
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> int:

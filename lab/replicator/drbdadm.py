@@ -81,14 +81,17 @@ def ctl(resource: str, request: dict[str, Any], timeout: float = 60.0) -> dict[s
     except (FileNotFoundError, ConnectionRefusedError):
         s.close()
         return None
+    buf = b""
     with s:
-        s.sendall(json.dumps(request).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
+        try:
+            s.sendall(json.dumps(request).encode() + b"\n")
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return None  # the daemon exited (``down``) while we asked
     if not buf:
         return None
     reply: dict[str, Any] = json.loads(buf)

@@ -1,0 +1,128 @@
+"""Measurements of the replicated disk, as functions returning dicts (``make bench`` prints them).
+
+Why these three: dnsmasq rewrites its whole lease file and fsyncs it on every lease change, so
+that latency is what clients feel (compared with a plain loop device on the same host disk in
+the same run, so the ratio is fair); the initial full sync and the bitmap resync decide how long
+a returning node stays Inconsistent.
+
+Each function takes nodes of a running lab whose two replicator daemons are up (see
+``service.start``); they leave the resource Connected and Secondary on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import statistics
+import time
+from typing import TYPE_CHECKING, Any
+
+from lab.replicator import service
+
+if TYPE_CHECKING:
+    from lab.node import Node
+
+# Runs inside the node: rewrite a ~2 KiB lease file in place and fsync, like dnsmasq does.
+_LEASE_SCRIPT = r"""
+import os, sys, time, json
+path, n = sys.argv[1], int(sys.argv[2])
+lines = "".join(f"{1700000000+i} 02:00:00:00:{i//256:02x}:{i%256:02x} 192.168.1.{21+i} "
+                f"host{i} 01:02:00:00:00:{i%256:02x}\n" for i in range(24))
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+out = []
+for i in range(n):
+    t = time.perf_counter()
+    os.lseek(fd, 0, 0)
+    os.ftruncate(fd, 0)
+    os.write(fd, (lines + f"# {i}\n").encode())
+    os.fsync(fd)
+    out.append((time.perf_counter() - t) * 1000.0)
+os.close(fd)
+print(json.dumps(out))
+"""
+
+
+def _latencies(node: Node, directory: str, n: int) -> list[float]:
+    cmd = (f"python3 -c {shlex.quote(_LEASE_SCRIPT)} {shlex.quote(directory)}/dnsmasq.leases "
+           f"{n}")
+    out = node.succeed(cmd, timeout=300)
+    lat: list[float] = json.loads(out.strip().splitlines()[-1])
+    return lat
+
+
+def _summary(lat: list[float]) -> dict[str, float]:
+    s = sorted(lat)
+    return {"median_ms": round(statistics.median(s), 3),
+            "p99_ms": round(s[min(len(s) - 1, int(len(s) * 0.99))], 3)}
+
+
+def lease_rewrite_latency(primary: Node, name: str = "drbd0", n: int = 300,
+                          size_mib: int = 250) -> dict[str, Any]:
+    """Lease-file rewrite+fsync on the replicated device vs a plain loop device, same run."""
+    dev = service.resource(primary, name).host(primary.name).device
+    primary.succeed(f"drbdadm primary {name}")
+    plain_img = primary.dir / "replicator" / "bench-plain.img"
+    plain_img.parent.mkdir(parents=True, exist_ok=True)
+    with open(plain_img, "wb") as f:
+        f.truncate(size_mib * 1024 * 1024)
+    loop = ""
+    try:
+        primary.succeed(f"mkdir -p /run/bench/repl /run/bench/plain && "
+                        f"mkfs.ext4 -q -F {dev} && mount {dev} /run/bench/repl")
+        loop = primary.succeed(f"losetup --find --show {plain_img}").strip()
+        primary.lab.records.add("loop", device=loop, backing=str(plain_img))
+        primary.succeed(f"mkfs.ext4 -q -F {loop} && mount {loop} /run/bench/plain")
+        _latencies(primary, "/run/bench/repl", 20)  # warm up both
+        _latencies(primary, "/run/bench/plain", 20)
+        repl = _summary(_latencies(primary, "/run/bench/repl", n))
+        plain = _summary(_latencies(primary, "/run/bench/plain", n))
+    finally:
+        primary.execute("umount /run/bench/repl; umount /run/bench/plain")
+        if loop:
+            primary.execute(f"losetup -d {loop}")
+        primary.execute(f"drbdadm secondary {name}")
+        plain_img.unlink(missing_ok=True)
+    return {"replicated": repl, "plain_loop": plain, "samples": n,
+            "ratio_median": round(repl["median_ms"] / plain["median_ms"], 2),
+            "ratio_p99": round(repl["p99_ms"] / plain["p99_ms"], 2), "goal_ratio": 2.5}
+
+
+def full_sync(source: Node, target: Node, name: str = "drbd0",
+              timeout: float = 300.0) -> dict[str, Any]:
+    """Re-create both metadata blocks and time the initial ``--overwrite-data-of-peer`` sync."""
+    for node in (source, target):
+        node.succeed(f"drbdadm down {name} && drbdadm create-md --force {name} && "
+                     f"drbdadm up {name}")
+    for node in (source, target):
+        service.wait_for(node, lambda s: s["cstate"] == "Connected", name, 60, "connected")
+    t0 = time.monotonic()
+    source.succeed(f"drbdadm -- --overwrite-data-of-peer primary {name}")
+    st = service.wait_connected(target, name, timeout)
+    wall = time.monotonic() - t0
+    source.succeed(f"drbdadm secondary {name}")
+    last = st.get("last_resync", {})
+    mib = last.get("kib", 0) / 1024
+    return {"size_mib": round(mib, 1), "seconds": round(wall, 3),
+            "resync_seconds": last.get("seconds"),
+            "mib_per_s": round(mib / wall, 1) if wall else None}
+
+
+def resync(primary: Node, secondary: Node, name: str = "drbd0", mib: int = 32,
+           timeout: float = 300.0) -> dict[str, Any]:
+    """Disconnect, write ``mib`` MiB on the primary, reconnect: time the bitmap resync."""
+    dev = service.resource(primary, name).host(primary.name).device
+    secondary.succeed(f"drbdadm disconnect {name}")
+    primary.succeed(f"drbdadm primary {name}")
+    primary.succeed(f"dd if=/dev/urandom of={dev} bs=1M count={mib} seek=8 oflag=direct "
+                    "status=none", timeout=timeout)
+    oos = service.full_status(primary, name) or {}
+    t0 = time.monotonic()
+    secondary.succeed(f"drbdadm connect {name}")
+    st = service.wait_connected(secondary, name, timeout)
+    wall = time.monotonic() - t0
+    primary.succeed(f"drbdadm secondary {name}")
+    last = st.get("last_resync", {})
+    kib = last.get("kib", 0)
+    return {"written_mib": mib, "out_of_sync_kib_before": oos.get("out_of_sync_kib"),
+            "resynced_kib": kib, "seconds": round(wall, 3),
+            "mib_per_s": round(kib / 1024 / wall, 1) if wall else None}
