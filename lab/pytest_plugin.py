@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from lab.faults import Nemesis
 from lab.lab import Lab
 from lab.topology import Topology
 
@@ -124,3 +125,11 @@ def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
 def lab(lab_factory: LabFactory) -> Lab:
     """A fresh bare lab (machines and wires, no services), removed after the test."""
     return lab_factory()
+
+
+@pytest.fixture
+def nemesis(lab: Lab) -> Nemesis:
+    """Faults for the test's `lab`; its random seed is logged in the lab's event log."""
+    made = Nemesis(lab)
+    print(f"nemesis random seed: {made.seed}")
+    return made
