@@ -52,14 +52,14 @@ DISCARD = 20  # frame: offset, payload = 8-byte length
 
 
 def run_paths(resource: str) -> tuple[str, str, str]:
-    """(control socket, FUSE mount point, FUSE file) of a resource."""
-    mnt = f"{RUN_DIR}/{resource}"
-    return f"{RUN_DIR}/{resource}.ctl", mnt, f"{mnt}/data"
+    """(control socket, FUSE mount point, events log) of a resource."""
+    return f"{RUN_DIR}/{resource}.ctl", f"{RUN_DIR}/{resource}", EVENTS_LOG
 
 
 @dataclass
 class Pending:
     blocks: range
+    sent: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     ok: bool = False
     data: bytes = b""
@@ -80,7 +80,11 @@ class Replicator:
         self.peer = res.peer_of(hostname)
         self.hostname = hostname
         self.records = records
-        self.ctl_path, self.mnt, self.fuse_file = run_paths(res.name)
+        self.ctl_path, self.mnt, _ = run_paths(res.name)
+        # a name unique to this run: once the mount is gone (crash), a loop device still over it
+        # shows ``/<name>`` as its backing file, which is how cleanup recognises it
+        self.fuse_name = f"{res.name}-{hostname}-{os.urandom(4).hex()}"
+        self.fuse_file = f"{self.mnt}/{self.fuse_name}"
         self.events = EventLog(EVENTS_LOG, res.name, hostname)
         self.lock = threading.RLock()  # state
         self.io_lock = threading.Lock()  # orders writes and resync reads on the wire
@@ -357,7 +361,7 @@ class Replicator:
             link = self.link
             if link is None:
                 break
-            alive = time.monotonic() - self.last_rx < timeout
+            alive = self.last_rx > pend.sent  # it answers something, just not this request
             ko += 1
             if alive and ko < max(self.res.ko_count, 1):
                 continue
@@ -829,7 +833,8 @@ class Replicator:
         loop = device.attach_loop(self.fuse_file)
         backing = device.loop_backing(loop) or self.fuse_file
         if self.records:
-            _record(self.records, {"kind": "loop", "device": loop, "backing": backing})
+            _record(self.records, {"kind": "loop", "device": loop, "backing": backing,
+                                   "node": self.hostname, "resource": self.res.name})
         self.loop_dev = loop
         device.make_block_node(self.me.device, loop)
 
@@ -981,16 +986,16 @@ class FuseFile(mfusepy.Operations):  # type: ignore[misc]
         if path == "/":
             return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, "st_atime": now,
                     "st_mtime": now, "st_ctime": now}
-        if path == "/data":
+        if path == "/" + self.r.fuse_name:
             return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1, "st_size": self.r.size,
                     "st_atime": now, "st_mtime": now, "st_ctime": now}
         raise mfusepy.FuseOSError(errno.ENOENT)
 
     def readdir(self, path: str, fh: int) -> list[str]:
-        return [".", "..", "data"]
+        return [".", "..", self.r.fuse_name]
 
     def open(self, path: str, flags: int) -> int:
-        if path != "/data":
+        if path != "/" + self.r.fuse_name:
             raise mfusepy.FuseOSError(errno.ENOENT)
         if self.r.role != "Primary":
             raise mfusepy.FuseOSError(errno.EMEDIUMTYPE)  # DRBD: a Secondary refuses opens

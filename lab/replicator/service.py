@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -116,6 +117,7 @@ def plug_disk(node: Node, name: str = "drbd0", size: int = DEFAULT_SIZE) -> Reso
 
 def start(node: Node, name: str = "drbd0", size: int = DEFAULT_SIZE) -> None:
     """At node boot: plug the disk and ``drbdadm up`` (attach + connect), as DRBD's init does."""
+    after_crash(node, name)
     plug_disk(node, name, size)
     rc, out = node.execute(f"drbdadm up {name}", timeout=60)
     if rc != 0 and "exists already" not in out:
@@ -127,8 +129,28 @@ def stop(node: Node, name: str = "drbd0") -> None:
     node.execute(f"drbdadm down {name}", timeout=60)
 
 
+def stale_loops(node: Node, name: str = "drbd0") -> list[str]:
+    """Loop devices this node's daemon attached that still point at a FUSE file whose mount
+    died with the node (their backing file then reads ``/<file name>``)."""
+    out = []
+    for entry in node.lab.records.entries("loop"):
+        if entry.get("node") != node.name or entry.get("resource") != name:
+            continue
+        dev = str(entry["device"])
+        try:
+            current = Path(f"/sys/block/{Path(dev).name}/loop/backing_file").read_text().strip()
+        except FileNotFoundError:
+            continue
+        recorded = str(entry.get("backing", ""))
+        if current == "/" + os.path.basename(recorded):
+            out.append(dev)
+    return out
+
+
 def after_crash(node: Node, name: str = "drbd0") -> None:
-    """Nothing survives a crash but the image; the lab's records detach stale loop devices."""
+    """Only the image survives a crash; detach the dead loop devices the node left behind."""
+    for dev in stale_loops(node, name):
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
 
 
 def _ctl_path(node: Node, name: str) -> str:
