@@ -239,3 +239,39 @@ def test_build_reads_probe_streams_and_logs(tmp_path: Path) -> None:
     assert [r.t for r in tl.records] == sorted(r.t for r in tl.records)
     logs = tl.of(LogEvent)
     assert {e.source for e in logs} == {"heartbeat", "dnsmasq"}
+
+
+# -- real logs recorded from a lab (tests/data) -------------------------------------------
+DATA = Path(__file__).parent / "data"
+
+
+def _lab_clock() -> tuple[ClockMap, dict[str, float]]:
+    """The lab's own (wall, mono) pairs from its events.jsonl, and node start times."""
+    events = [json.loads(x) for x in (DATA / "lab-events.probe1.jsonl").read_text().splitlines()]
+    up = events[0]
+    starts = {e["node"]: e["t_mono"] for e in events if e["event"] == "node.start"}
+    return ClockMap(ClockPair(up["t_wall"], up["t_mono"])), starts
+
+
+def test_every_line_of_a_real_ha_log_parses_and_lines_up_with_the_lab() -> None:
+    clock, starts = _lab_clock()
+    lines = [x for x in (DATA / "ha-log.lsvm2.txt").read_text().splitlines() if x.strip()]
+    events = [parse_heartbeat_line(x, "lsvm2", clock, UTC) for x in lines]
+    unparsed = [x for x, e in zip(lines, events, strict=True) if e is None]
+    assert unparsed == []
+    evs = [e for e in events if e is not None]
+    # heartbeat's first line is written right after the lab started lsvm2: the converted
+    # time (start of its second) must sit within a second of that
+    assert starts["lsvm2"] - 1.0 <= evs[0].t <= starts["lsvm2"] + 1.0
+    agents = {e.process for e in evs if e.source == "resource"}
+    assert {"ResourceManager", "IPaddr", "IPv6addr", "Filesystem"} <= agents
+    levels = {e.level for e in evs}
+    assert {"info", "warn", "error", "crit"} <= levels
+
+
+def test_real_replicator_events_parse() -> None:
+    lines = (DATA / "drbd-events.lsvm2.jsonl").read_text().splitlines()
+    evs = [parse_replicator_line(x, "lsvm2") for x in lines if x.strip()]
+    assert evs and all(e is not None for e in evs)
+    first = evs[0]
+    assert first is not None and first.message == "change" and first.fields["cstate"]

@@ -49,7 +49,8 @@ _MONTHS = {m: i + 1 for i, m in enumerate(
 
 _HA_TS = r"(?P<ha>\d{4}/\d{2}/\d{2}_\d{2}:\d{2}:\d{2})"
 _SYS_TS = r"(?P<sys>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2})"
-_LEVEL = r"(?:(?P<level>EMERG|ALERT|CRIT|ERROR|WARN|WARNING|notice|info|debug|INFO|DEBUG|ERR):\s*)?"
+_LEVEL = (r"(?:(?P<level>EMERG|ALERT|CRIT|ERROR|WARNING|WARN|notice|info|debug|INFO|DEBUG|ERR)"
+          r":\s*)?")
 
 # heartbeat[123]: 2026/11/26_06:30:01 info: msg
 _CL_PLAIN = re.compile(rf"^(?P<proc>[\w.-]+)\[(?P<pid>\d+)\]: {_HA_TS} {_LEVEL}(?P<msg>.*)$")
@@ -59,7 +60,7 @@ _CL_SYSLOG = re.compile(
 )
 # 2026/11/26_06:30:01  ResourceManager(default)[456]:    info: msg   (and the syslog-date form)
 _SHELL = re.compile(
-    rf"^(?:{_HA_TS}|{_SYS_TS})\s+(?P<proc>[\w.-]+)(?:\((?P<inst>[^)]*)\))?\[(?P<pid>\d+)\]:"
+    rf"^(?:{_HA_TS}|{_SYS_TS})\s+(?P<proc>[^\s(\[]+)(?:\((?P<inst>[^)]*)\))?\[(?P<pid>\d+)\]:"
     rf"\s+{_LEVEL}(?P<msg>.*)$"
 )
 # Nov 26 06:30:01 dnsmasq-dhcp[77]: [serial ]msg   (optionally "host " before the process)
@@ -138,7 +139,8 @@ def parse_heartbeat_line(
         m = pattern.match(line)
         if m is None:
             continue
-        proc = m.group("proc")
+        # OCF agents log their full path: /usr/lib/ocf/resource.d//heartbeat/IPaddr
+        proc = m.group("proc").rsplit("/", 1)[-1]
         source = "heartbeat" if proc in ("heartbeat", "ccm", "ipfail", "logd") else "resource"
         extra: dict[str, object] = {}
         inst = m.groupdict().get("inst")
