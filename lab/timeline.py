@@ -111,8 +111,8 @@ def merge(*streams: Iterable[Record]) -> tuple[Record, ...]:
 
 
 def read_records(lines: Iterable[str]) -> Iterator[Record]:
-    """Records from JSON lines; blank lines, headers and a torn last line are skipped (a probe
-    killed mid-write leaves one)."""
+    """Records from JSON lines; blank lines, headers, a torn last line (a probe killed
+    mid-write leaves one) and lines that are not records are skipped."""
     for line in lines:
         line = line.strip()
         if not line:
@@ -121,9 +121,12 @@ def read_records(lines: Iterable[str]) -> Iterator[Record]:
             data = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if data.get("kind") == "header":
+        if not isinstance(data, dict) or data.get("kind") == "header":
             continue
-        yield from_dict(data)
+        try:
+            yield from_dict(data)
+        except (TypeError, ValueError):
+            continue  # a record from an unknown writer, or two torn lines glued together
 
 
 def read_jsonl(path: Path) -> list[Record]:
