@@ -10,6 +10,7 @@ otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -104,10 +105,8 @@ class Cgroup:
             if not pids:
                 return
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             if self.frozen():
                 self.thaw()
             if time.monotonic() > deadline:

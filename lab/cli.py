@@ -6,7 +6,6 @@ import argparse
 import importlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence

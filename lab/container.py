@@ -12,6 +12,7 @@ the spawning process has put itself into the node's cgroup.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -244,7 +245,5 @@ def run_in(init_pid: int, cgroup: Cgroup, argv: Sequence[str], timeout: float | 
 
 
 def _kill_group(popen: subprocess.Popen[Any]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(popen.pid, 9)
-    except ProcessLookupError:
-        pass
