@@ -175,12 +175,15 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
                     end = evs[j + 1].t if j + 1 < len(evs) else t_end
                     holders = sorted(set(v.holders))
                     if not holders:
+                        ax.barh(i, x(end) - x(v.t), left=x(v.t), height=0.8, color="#f2f2f2",
+                                edgecolor=FAIL, linewidth=0.5)
                         continue
                     colour = FAIL if len(holders) > 1 else node_colour(holders[0], colours)
                     ax.barh(i, x(end) - x(v.t), left=x(v.t), height=0.8, color=colour,
                             hatch="//" if len(holders) > 1 else None, edgecolor="white")
             ax.set_yticks(range(len(names)), names, fontsize=7)
-            ax.set_title("VIP holder (red hatched: held by two nodes)", fontsize=9, loc="left")
+            ax.set_title("VIP holder (red hatched: held by two nodes; pale: by nobody)",
+                         fontsize=9, loc="left")
         elif kind == "logs":
             nodes = sorted({e.node for e in logs})
             for i, node in enumerate(nodes):

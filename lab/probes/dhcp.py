@@ -386,8 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="renew@S, rebind@S, reboot@S: forced, S seconds after start (repeat)")
     p.add_argument("--no-release", action="store_true", help="do not RELEASE on exit")
     p.add_argument("--exit-when-bound", action="store_true", help="stop once all are bound")
-    p.add_argument("--forbid-netns", action="append", default=["/proc/1/ns/net"],
+    p.add_argument("--forbid-netns", action="append", default=[],
                    help="refuse to run if this process is in that namespace (repeat)")
+    p.add_argument("--expect-netns", type=int, default=None, metavar="INODE",
+                   help="refuse to run unless this process's network namespace has this inode "
+                        "(the caller's check that the fleet landed in the client it meant)")
     p.add_argument("--out", default="-")
     return p
 
@@ -400,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args.mac_prefix.split(":")) != 4:
         raise SystemExit("--mac-prefix wants 4 bytes, e.g. 02:10:00:00")
     refuse_root_namespace(args.forbid_netns)
+    mine = os.stat("/proc/self/ns/net").st_ino
+    if args.expect_netns is not None and mine != args.expect_netns:
+        raise SystemExit(f"network namespace {mine} is not the expected {args.expect_netns}")
     for a in args.action:
         parse_action(a)
 

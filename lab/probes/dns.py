@@ -37,12 +37,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -121,16 +120,31 @@ class NeighbourReader:
         self._ipr.close()
 
 
-def rotation(static: Sequence[Query], dynamic: Callable[[], Sequence[Query]]) -> Iterator[Query]:
-    """Static queries round-robin, interleaved 1:1 with dynamic ones (DHCP clients' names) when
-    there are any, so adding 200 client names does not starve the VIP checks."""
-    dyn_i = 0
-    for q in itertools.cycle(static):
-        yield q
-        extra = dynamic()
-        if extra:
-            yield extra[dyn_i % len(extra)]
-            dyn_i += 1
+class Rotation:
+    """What to ask next: the fixed queries (VIPs) round-robin, interleaved 1:1 with the dynamic
+    ones (the OS resolver's servers, DHCP clients' names) when there are any, so 200 client
+    names do not starve the VIP checks. None when there is nothing to ask (an OS-only probe
+    whose resolv.conf has no server yet): that tick is skipped, not faked."""
+
+    def __init__(self, static: Sequence[Query],
+                 dynamic: Sequence[Callable[[], Sequence[Query]]] = ()) -> None:
+        self.static, self.dynamic = list(static), list(dynamic)
+        self._i = self._j = 0
+        self._static_turn = True
+
+    def __call__(self) -> Query | None:
+        extra: list[Query] = [q for source in self.dynamic for q in source()]
+        if self.static and (self._static_turn or not extra):
+            self._static_turn = False
+            q = self.static[self._i % len(self.static)]
+            self._i += 1
+            return q
+        self._static_turn = True
+        if not extra:
+            return None
+        q = extra[self._j % len(extra)]
+        self._j += 1
+        return q
 
 
 class NamesFromFleet:
@@ -186,8 +200,11 @@ def os_queries(resolv_conf: Path, names: Sequence[str], transports: Sequence[str
     Query
 ]:
     """The client OS's way: its resolv.conf's servers, its search domain applied to short
-    names (like a stub resolver with ndots:1)."""
-    res = dns.resolver.Resolver(filename=str(resolv_conf), configure=True)
+    names (like a stub resolver with ndots:1). Empty while resolv.conf names no server."""
+    try:
+        res = dns.resolver.Resolver(filename=str(resolv_conf), configure=True)
+    except (dns.resolver.NoResolverConfiguration, OSError):
+        return []
     search = [d.to_text().rstrip(".") for d in res.search] or (
         [res.domain.to_text().rstrip(".")] if res.domain and res.domain.to_text() != "." else []
     )
@@ -200,6 +217,23 @@ def os_queries(resolv_conf: Path, names: Sequence[str], transports: Sequence[str
             for tr in transports:
                 out.append(Query(str(server), name, qtype, tr, mode="os"))
     return out
+
+
+class OsResolver:
+    """``os_queries`` re-read every second: the client learns (or loses) its DNS servers by
+    DHCP/RA while the probe runs."""
+
+    def __init__(self, path: Path, names: Sequence[str], transports: Sequence[str]) -> None:
+        self.path, self.names, self.transports = path, names, transports
+        self._next = 0.0
+        self._queries: list[Query] = []
+
+    def __call__(self) -> Sequence[Query]:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + 1.0
+            self._queries = os_queries(self.path, self.names, self.transports)
+        return self._queries
 
 
 async def ask(q: Query, timeout: float) -> tuple[str, tuple[str, ...], str | None]:
@@ -223,7 +257,7 @@ async def ask(q: Query, timeout: float) -> tuple[str, tuple[str, ...], str | Non
 class Probe:
     def __init__(
         self,
-        queries: Iterator[Query],
+        queries: Callable[[], Query | None],
         rate_hz: float,
         timeout_s: float,
         duration_s: float,
@@ -275,11 +309,14 @@ class Probe:
                     await asyncio.wait_for(self.stopping.wait(), delay)
                 if self.stopping.is_set():
                     break
-            task = asyncio.create_task(self.one(next(self.queries)))
+            i += 1
+            q = self.queries()
+            if q is None:
+                continue
+            task = asyncio.create_task(self.one(q))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             self.sent += 1
-            i += 1
         if tasks:
             await asyncio.wait(tasks, timeout=self.timeout + 1.0)
         return self.sent
@@ -313,36 +350,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def queries_from_args(args: argparse.Namespace) -> list[Query]:
+def transports_from(args: argparse.Namespace) -> list[str]:
     transports = [t.strip() for t in args.transport.split(",") if t.strip()]
     for t in transports:
         if t not in ("udp", "tcp"):
             raise SystemExit(f"unknown transport {t!r}")
+    return transports
+
+
+def queries_from_args(args: argparse.Namespace) -> list[Query]:
+    """The fixed queries: every --query to every --server over every transport."""
     qs: list[Query] = []
     if not args.os_only:
         texts = args.query or ["A:lsvm1.internal.thesteins.org"]
         for server in args.server:
             for text in texts:
                 qtype, name = parse_query(text)
-                for tr in transports:
+                for tr in transports_from(args):
                     qs.append(Query(server, name, qtype, tr))
-    if args.os or args.os_only:
-        qs += os_queries(args.resolv_conf, args.os_name or ["lsvm1"], transports)
-    if not qs:
-        raise SystemExit("nothing to ask: give --server (and --query) or --os")
     return qs
 
 
 async def amain(args: argparse.Namespace, out: IO[str]) -> int:
     static = queries_from_args(args)
-    dynamic: Callable[[], Sequence[Query]] = list
+    dynamic: list[Callable[[], Sequence[Query]]] = []
+    if args.os or args.os_only:
+        dynamic.append(OsResolver(args.resolv_conf, args.os_name or ["lsvm1"],
+                                  transports_from(args)))
     if args.names_from is not None:
         servers = sorted({q.server for q in static})
-        dynamic = NamesFromFleet(args.names_from, servers, args.domain,
-                                 args.transport.split(",")[0])
+        dynamic.append(NamesFromFleet(args.names_from, servers, args.domain,
+                                      transports_from(args)[0]))
+    if not static and not dynamic:
+        raise SystemExit("nothing to ask: give --server (and --query) or --os")
     neigh = None if args.no_neighbours else NeighbourReader()
     probe = Probe(
-        rotation(static, dynamic), min(args.rate, MAX_RATE_HZ), args.timeout,
+        Rotation(static, dynamic), min(args.rate, MAX_RATE_HZ), args.timeout,
         min(args.duration, MAX_DURATION_S), args.probe_id, parse_mac_map(args.mac_map), out,
         neigh,
     )

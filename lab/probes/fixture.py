@@ -64,17 +64,25 @@ def probe_pid(popen: subprocess.Popen[Any]) -> int:
     return popen.pid
 
 
-def stop_process(popen: subprocess.Popen[Any], grace_s: float = 5.0) -> None:
-    """SIGTERM to the probe (it stops cleanly: releases leases, deletes macvlans), then
-    SIGKILL to the nsenter we started if it is still there."""
-    if popen.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(probe_pid(popen), signal.SIGTERM)
+def stop_processes(popens: Sequence[subprocess.Popen[Any]], grace_s: float = 5.0) -> None:
+    """SIGTERM to every probe at once (so parallel probes stop at the same moment; each stops
+    cleanly: releases leases, deletes macvlans), then SIGKILL to any nsenter we started that
+    is still there after ``grace_s``."""
+    for popen in popens:
+        if popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(probe_pid(popen), signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for popen in popens:
         try:
-            popen.wait(timeout=grace_s)
+            popen.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             popen.kill()
             popen.wait()
+
+
+def stop_process(popen: subprocess.Popen[Any], grace_s: float = 5.0) -> None:
+    stop_processes([popen], grace_s)
 
 
 class Probes:
@@ -89,18 +97,21 @@ class Probes:
         self.fleets: list[subprocess.Popen[Any]] = []
         self._lock = threading.Lock()
         self._n = 0
+        self.margin_s = 2.0
 
     # -- starting probes ------------------------------------------------------------------
     def _popen(self, node: str, argv: Sequence[str], out: Path) -> subprocess.Popen[Any]:
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO),
                "LANG": "C.UTF-8"}
         f: IO[bytes] = out.open("ab")
+        e: IO[bytes] = out.with_suffix(".stderr").open("ab")
         try:
             proc: subprocess.Popen[Any] = self.lab[node].popen(
-                list(argv), stdout=f, stderr=subprocess.DEVNULL, env=env)
+                list(argv), stdout=f, stderr=e, env=env)
             return proc
         finally:
             f.close()
+            e.close()
 
     def _stream(self, kind: str, node: str) -> Path:
         self._n += 1
@@ -114,7 +125,9 @@ class Probes:
             timeout_s: float = 1.0, os_mode: bool = True, fleet_names: bool = True,
             max_duration_s: float = 900.0, vip_interval_s: float = 0.1) -> Iterator[None]:
         """DNS probes in each client, asking its segment's VIPs (and, with ``os_mode``, the
-        way its OS would); VIP holders sampled meanwhile."""
+        way its OS would); VIP holders sampled meanwhile. ``rate_hz`` is per VIP: a client
+        with two VIPs sends 2 × rate_hz, so every VIP's outage edges have 1/rate_hz
+        resolution whatever the query mix."""
         procs: list[subprocess.Popen[Any]] = []
         stop = threading.Event()
         watcher = threading.Thread(target=self._watch_vips, args=(stop, vip_interval_s),
@@ -123,11 +136,13 @@ class Probes:
             watcher.start()
             for client in clients:
                 segment = labview.client_segment(self.lab, client)
-                argv = [sys.executable, "-m", "lab.probes.dns", "--rate", str(rate_hz),
+                servers = labview.vips_for_segment(self.lab, segment)
+                argv = [sys.executable, "-m", "lab.probes.dns",
+                        "--rate", str(rate_hz * max(1, len(servers)) * (2 if os_mode else 1)),
                         "--timeout", str(timeout_s), "--duration", str(max_duration_s),
                         "--probe-id", client, "--mac-map", labview.mac_map_arg(self.lab),
                         "--transport", transport, "--out", "-"]
-                for vip in labview.vips_for_segment(self.lab, segment):
+                for vip in servers:
                     argv += ["--server", vip]
                 for q in queries:
                     argv += ["--query", q]
@@ -142,8 +157,7 @@ class Probes:
                 procs.append(self._popen(client, argv, self._stream("dns", client)))
             yield
         finally:
-            for p in procs:
-                stop_process(p)
+            stop_processes(procs)
             stop.set()
             watcher.join(timeout=5)
 
@@ -159,6 +173,7 @@ class Probes:
                 "--duration", str(max_duration_s), "--retransmit-first", str(retransmit_first_s),
                 "--hostname-prefix", f"{node}fleet", "--ifname-prefix", f"f{tag}-",
                 "--mac-prefix", f"02:1f:{sum(map(ord, node)) & 0xFF:02x}:{self._n & 0xFF:02x}",
+                "--expect-netns", str(os.stat(self.lab[node].netns_path).st_ino),
                 "--out", "-"]
         for a in actions:
             argv += ["--action", a]
@@ -244,8 +259,12 @@ class Probes:
         faults = labview.faults_from_lab_events(self.lab.events())
         with self._lock:
             extra = list(self.records)
-        return build(header, jsonl=self.streams, logs=labview.node_logs(self.lab),
-                     records=[*faults, *extra])
+        tl = build(header, jsonl=self.streams, logs=labview.node_logs(self.lab),
+                   records=[*faults, *extra])
+        # node logs and lab events go back to the lab's start: keep this run's window only
+        lo = header.clock.start.mono - self.margin_s
+        hi = (header.clock.end.mono if header.clock.end else time.monotonic()) + self.margin_s
+        return Timeline(header, tuple(r for r in tl.records if lo <= r.t <= hi))
 
     def metrics(self, vip: str | None = None, fault_id: str | None = None) -> checks.Metrics:
         return checks.metrics(self.timeline(), vip=vip, fault_id=fault_id)
