@@ -148,3 +148,17 @@ def test_os_mode_uses_resolv_conf_and_search_domain(seg: Segment, tmp_path: Path
     assert samples and all(s.mode == "os" for s in samples)
     assert {(s.server, s.name, s.answers) for s in samples} == {
         (VIP, "lsvm2.internal.thesteins.org", ("10.99.0.7",))}
+
+
+def test_rotation_interleaves_dynamic_and_skips_when_empty() -> None:
+    from lab.probes.dns import Query, Rotation
+
+    a, b = Query("s", "a", "A", "udp"), Query("s", "b", "A", "udp")
+    dyn: list[Query] = []
+    r = Rotation([a, b], [lambda: dyn])
+    assert [r(), r(), r()] == [a, b, a]
+    dyn.append(Query("s", "h1", "A", "udp", mode="os"))
+    got = [r() for _ in range(4)]
+    assert got.count(dyn[0]) == 2 and a in got and b in got
+    empty = Rotation([], [list])
+    assert empty() is None  # an OS-only probe without resolv.conf servers asks nothing
