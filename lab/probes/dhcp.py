@@ -46,6 +46,7 @@ from typing import IO, Any, ClassVar
 import pyroute2
 from pyroute2.dhcp import fsm
 from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig, randomized_increasing_backoff
+from pyroute2.dhcp.enums.bootp import Flag
 from pyroute2.dhcp.leases import Lease
 
 from lab.probes.records import DhcpEvent, to_json
@@ -95,9 +96,14 @@ class FleetClient(AsyncDHCPClient):  # type: ignore[misc]
         self._emit = emit
         self._on_bound = on_bound
         self._reason = "init"
+        self.unicast_replies = True
 
     # -- observation (overrides) ------------------------------------------------------------
     async def _send_message(self, msg: Any) -> None:
+        if self.unicast_replies:
+            # ask for unicast replies, as dhclient does: a broadcast OFFER/ACK reaches every
+            # macvlan, and 200 clients decoding each other's replies cost O(N²) CPU
+            msg.dhcp["flags"] = Flag.UNICAST
         await super()._send_message(msg)
         mtype = msg.message_type.name
         dst = getattr(msg, "ip_dst", None)

@@ -15,8 +15,8 @@ import pytest
 from lab import checks
 from lab.probes.dhcp import parse_action
 from lab.probes.records import DhcpEvent
+from lab.probes.sandbox import Segment, can_run, dnsmasq_argv
 from lab.timeline import read_jsonl
-from tests.probes.sandbox import Segment, can_run, dnsmasq_argv
 
 REPO = Path(__file__).resolve().parents[2]
 MAC1, MACC = "02:00:00:00:02:06", "02:00:00:00:02:99"

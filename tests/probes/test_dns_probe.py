@@ -16,8 +16,8 @@ import pytest
 from lab import checks
 from lab.probes.dns import parse_mac_map, parse_query
 from lab.probes.records import DnsSample, FaultEvent
+from lab.probes.sandbox import Segment, can_run, dnsmasq_argv
 from lab.timeline import read_jsonl
-from tests.probes.sandbox import Segment, can_run, dnsmasq_argv
 
 REPO = Path(__file__).resolve().parents[2]
 MAC1, MAC2, MACC = "02:00:00:00:01:06", "02:00:00:00:01:07", "02:00:00:00:01:99"

@@ -1,5 +1,5 @@
-"""A throwaway L2 segment for testing the probes against real daemons before (and apart from)
-the lab runtime: a switch namespace with a bridge, host namespaces plugged into it by veths.
+"""A throwaway L2 segment for testing and benchmarking the probes against real daemons, apart
+from the lab runtime: a switch namespace with a bridge, host namespaces plugged into it by veths.
 
 Everything lives in network namespaces created here with ``unshare --net`` (each held by a
 ``sleep`` process whose PID we own); links are made with pyroute2 *inside* those namespaces,
