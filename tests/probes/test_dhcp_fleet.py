@@ -120,3 +120,20 @@ def test_signals_force_renew_and_dead_server_means_waiting(seg: Segment, tmp_pat
     # no RELEASE with --no-release: the leases stay in dnsmasq's file
     leases = (tmp_path / "dnsmasq.leases").read_text()
     assert all(f"fleet{i:03d}" in leases for i in range(3))
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_fleet_binds_200_clients(seg: Segment, tmp_path: Path) -> None:
+    out = tmp_path / "dhcp.jsonl"
+    p = fleet(seg, out, "--clients", "200", "--duration", "120", "--exit-when-bound",
+              "--spread", "0")
+    _, err = p.communicate(timeout=180)
+    assert p.returncode == 0, err
+    evs = events(out)
+    bound = {e.client: e.address for e in evs if e.event == "bound"}
+    assert len(bound) == 200
+    assert len(set(bound.values())) == 200  # 200 distinct addresses
+    assert checks.duplicate_ips(evs) == []
+    assert {e.hostname for e in evs} == {f"fleet{i:03d}" for i in range(200)}
+    assert not [n for n in links(seg) if n.startswith("dhc")]
