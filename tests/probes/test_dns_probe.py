@@ -162,3 +162,43 @@ def test_rotation_interleaves_dynamic_and_skips_when_empty() -> None:
     assert got.count(dyn[0]) == 2 and a in got and b in got
     empty = Rotation([], [list])
     assert empty() is None  # an OS-only probe without resolv.conf servers asks nothing
+
+
+@needs_sandbox
+def test_takeover_agrees_with_a_capture_on_the_bridge(seg: Segment, tmp_path: Path) -> None:
+    """Acceptance 2 in miniature: the probes' takeover vs the first reply from the new node
+    on the wire (tcpdump on the bridge in the switch namespace), within 100 ms."""
+    from lab.probes.clock import ClockMap, sample_pair
+    from lab.probes.pcap import first_reply_from
+
+    wait_ok(seg)
+    clock = ClockMap(sample_pair())
+    cap = tmp_path / "br0.pcap"
+    assert seg.switch is not None
+    tcpdump = subprocess.Popen(seg.switch.argv(["tcpdump", "-i", "br0", "-U", "-s", "0", "-w",
+                                                str(cap), "udp port 53"]),
+                               stderr=subprocess.PIPE, text=True)
+    seg.daemons.append(tcpdump)
+    assert tcpdump.stderr is not None
+    assert "listening on" in tcpdump.stderr.readline()
+    out = tmp_path / "dns.jsonl"
+    p = probe(seg, out, "--server", VIP, "--rate", "50", "--duration", "4", "--timeout", "0.5")
+    time.sleep(1.0)
+    t_fault = time.monotonic()
+    with seg.hosts["srv1"].ipr() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="eth0")[0], state="down")
+    time.sleep(0.7)
+    with seg.hosts["srv2"].ipr() as ipr:
+        ipr.addr("add", index=ipr.link_lookup(ifname="eth0")[0], address=VIP, prefixlen=24)
+    seg.hosts["srv2"].run(["/usr/libexec/heartbeat/send_arp", "-i", "100", "-r", "3",
+                           "eth0", VIP, "auto", VIP, "ffffffffffff"])
+    assert p.wait(timeout=15) == 0
+    seg.stop(tcpdump)
+    samples = [r for r in read_jsonl(out) if isinstance(r, DnsSample)]
+    fault = FaultEvent(t=t_fault, phase="start", fault="crash", fault_id="f", targets=("srv1",))
+    tk = checks.takeover_s(samples, fault, VIP)
+    assert tk is not None
+    wire = first_reply_from(cap, VIP, {MAC2}, after_wall=clock.to_wall(t_fault))
+    assert wire is not None, "no reply from srv2 on the wire"
+    wire_tk = clock.to_mono(wire.wall) - t_fault
+    assert abs(tk - wire_tk) < 0.1, (tk, wire_tk)
