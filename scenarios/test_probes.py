@@ -1,0 +1,155 @@
+"""The instrument on the real pair (issue D acceptance 1, 2, 5).
+
+1. steady state: 20 s of DNS at 20 Hz per VIP and 20 DHCP clients → no failed query, every
+   client bound, no takeover, artifacts written and the plot drawn;
+2. ground truth: a crash of the primary, captured on the VLAN bridge in the switch namespace;
+   the probes' takeover and the first reply from the new node on the wire agree within 100 ms;
+5. ``lab measure --json`` on a running lab returns the metrics (``lab watch``'s picture is
+   tested on recorded states in tests/probes/test_watch.py).
+
+The ``probes`` fixture here is the proposal for the pytest plugin (see lab.probes.fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from lab import report
+from lab.lab import Lab
+from lab.probes import labview
+from lab.probes.clock import ClockMap, sample_pair
+from lab.probes.fixture import Probes, stop_process
+from lab.probes.pcap import first_reply_from
+from lab.probes.records import DnsSample
+from lab.timeline import read_jsonl
+
+pytestmark = [pytest.mark.lab]
+VIP4 = "192.168.1.4"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def healthy(lab: Lab) -> tuple[bool, str]:
+    """Every VIP held by exactly one server, and the IPv4 VIP answering DNS from c1."""
+    holders = labview.vip_holders(lab)
+    if any(len(h) != 1 for h in holders.values()):
+        return False, f"VIP holders {holders}"
+    rc, out = lab["c1"].execute(
+        f"PYTHONPATH={REPO} {sys.executable} -m lab.probes.dns --server {VIP4} "
+        "--rate 10 --duration 0.5 --timeout 0.3 --no-neighbours", timeout=10)
+    ok = rc == 0 and '"rcode":"NOERROR"' in out
+    return ok, f"VIP holders {holders}; probe: {out.strip()[-300:]}"
+
+
+def wait_healthy(lab: Lab, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    why = ""
+    while time.monotonic() < deadline:
+        ok, why = healthy(lab)
+        if ok:
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"lab {lab.name} not healthy after {timeout:.0f} s: {why}")
+
+
+@pytest.fixture
+def seed_lab(lab_factory: Callable[..., Lab]) -> Lab:
+    lab = lab_factory(stack="seed")
+    wait_healthy(lab)
+    return lab
+
+
+@pytest.fixture
+def probes(seed_lab: Lab, request: pytest.FixtureRequest) -> Iterator[Probes]:
+    from lab.pytest_plugin import artifact_dir
+
+    p = Probes(seed_lab, artifact_dir(request).resolve() / "probes",
+               run_id=request.node.nodeid)
+    yield p
+    p.write_artifacts(title=request.node.nodeid)
+
+
+def colour_present(img: np.ndarray[Any, Any], hex_colour: str) -> bool:
+    rgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return bool((np.abs(img[..., :3] - rgb).max(axis=-1) < 0.06).any())
+
+
+def test_steady_state(seed_lab: Lab, probes: Probes) -> None:
+    holder = labview.vip_holders(seed_lab)[VIP4][0]
+    with probes.dhcp(clients=20):
+        time.sleep(1.0)
+        with probes.dns(rate_hz=20):
+            time.sleep(20)
+    m = probes.write_artifacts(title="steady state")
+    assert m.queries >= 20 * 20 * 2  # two VIPs on c1's segment at 20 Hz each, 20 s
+    assert m.failed == 0, m.failed_by_kind
+    assert m.dhcp_clients == 20 and m.dhcp_bound_at_end == 20
+    assert m.takeover_s is None and m.fault is None
+    assert m.duplicate_ips == 0
+    assert set(m.answered_by[VIP4]) == {holder}
+    for name in ("metrics.json", "timeline.jsonl", "timeline.png"):
+        assert (probes.outdir / name).stat().st_size > 0
+    img = mpimg.imread(probes.outdir / "timeline.png")
+    assert colour_present(img, report.NODE_COLOURS[holder])
+
+
+def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probes) -> None:
+    primary = labview.vip_holders(seed_lab)[VIP4][0]
+    survivor = next(n.name for n in seed_lab.topology.nodes_with_role("server")
+                    if n.name != primary)
+    survivor_macs = {mac for mac, node in labview.server_macs(seed_lab).items()
+                     if node == survivor}
+    cap = probes.outdir / "vlan1.pcap"
+    clock = ClockMap(sample_pair())
+    tcpdump = subprocess.Popen(
+        ["nsenter", f"--net={seed_lab.switch_netns}", "--", "tcpdump", "-i", "vlan1", "-U",
+         "-s", "0", "-w", str(cap), "port 53"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert tcpdump.stderr is not None
+        assert "listening on" in tcpdump.stderr.readline()
+        with probes.dns(rate_hz=50, clients=("c1",), os_mode=False, timeout_s=0.5):
+            time.sleep(2.0)
+            seed_lab[primary].crash()
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and labview.vip_holders(seed_lab)[VIP4] != (
+                    survivor,):
+                time.sleep(0.2)
+            time.sleep(5.0)  # the survivor's dnsmasq starts after all its VIPs are up
+    finally:
+        stop_process(tcpdump)
+    tl = probes.timeline()
+    m = probes.metrics(vip=VIP4)
+    assert m.fault is not None and m.takeover_s is not None, m.to_dict()
+    fault_t = next(f.t for f in tl.records if getattr(f, "fault_id", None) == m.fault)
+    wire = first_reply_from(cap, VIP4, survivor_macs, after_wall=clock.to_wall(fault_t))
+    assert wire is not None, "no reply from the survivor on the wire"
+    wire_takeover = clock.to_mono(wire.wall) - fault_t
+    with (probes.outdir / "ground_truth.json").open("w") as f:
+        json.dump({"takeover_probe_s": m.takeover_s, "takeover_wire_s": wire_takeover}, f)
+    assert abs(m.takeover_s - wire_takeover) < 0.1, (m.takeover_s, wire_takeover)
+
+
+def test_lab_measure_json(seed_lab: Lab, tmp_path: Path) -> None:
+    out = REPO / "results" / f"measure-test-{os.getpid()}"
+    r = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "measure", "--name", seed_lab.name, "--duration",
+         "5", "--dhcp-clients", "5", "--json", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["queries"] > 0 and m["failed"] == 0, m
+    assert m["dhcp_bound_at_end"] == 5
+    assert (out / "timeline.png").exists()
+    samples = [s for p in out.glob("dns-*.jsonl") for s in read_jsonl(p)
+               if isinstance(s, DnsSample)]
+    assert len(samples) == m["queries"]
