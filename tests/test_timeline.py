@@ -275,3 +275,15 @@ def test_real_replicator_events_parse() -> None:
     assert evs and all(e is not None for e in evs)
     first = evs[0]
     assert first is not None and first.message == "change" and first.fields["cstate"]
+
+
+def test_dhclient_hook_events_become_dhcp_events() -> None:
+    from lab.probes.logparse import parse_dhclient_event_line
+
+    ev = parse_dhclient_event_line(
+        '{"t_mono": 12.5, "reason": "RENEW", "interface": "eth0", "mac": "02:00:c0:a8:01:c1",'
+        ' "ip": "192.168.1.30", "server_id": "192.168.1.7", "lease_s": "43200"}', "c1")
+    assert ev is not None
+    assert (ev.event, ev.client, ev.address, ev.server_id, ev.lease_s, ev.probe) == (
+        "renewed", "02:00:c0:a8:01:c1", "192.168.1.30", "192.168.1.7", 43200, "dhclient@c1")
+    assert parse_dhclient_event_line('{"t_mono": 1, "reason": "MEDIUM"}', "c1") is None

@@ -163,6 +163,8 @@ def node_logs(lab: Any) -> list[tuple[Path, str, str]]:
                 found.append((p, node.name, "heartbeat"))
             elif name.startswith("dnsmasq") and not name.endswith(".leases"):
                 found.append((p, node.name, "dnsmasq"))
+            elif name == "dhclient-events.jsonl":
+                found.append((p, node.name, "dhclient"))
             elif name == "drbd-events.log" or ("replicator" in name and name.endswith(".jsonl")):
                 found.append((p, node.name, "replicator"))
     return found

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, tzinfo
 
 from lab.probes.clock import ClockMap
-from lab.probes.records import LogEvent
+from lab.probes.records import DhcpEvent, LogEvent
 
 _MONTHS = {m: i + 1 for i, m in enumerate(
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -215,6 +215,37 @@ def parse_replicator_line(line: str, node: str) -> LogEvent | None:
         message=message,
         level=None if level is None else str(level),
         fields=data,
+    )
+
+
+DHCLIENT_REASONS = {
+    "PREINIT": "start", "BOUND": "bound", "REBOOT": "bound", "RENEW": "renewed",
+    "REBIND": "rebound", "EXPIRE": "expired", "FAIL": "timeout", "TIMEOUT": "timeout",
+    "RELEASE": "released", "STOP": "stopped",
+}
+
+
+def parse_dhclient_event_line(line: str, node: str) -> DhcpEvent | None:
+    """One event of the real client (isc dhclient), as its dhclient-script hook writes it:
+    ``{"t_mono": .., "reason": "BOUND", "interface": "eth0", "mac": .., "ip": ..,
+    "server_id": .., "lease_s": ..}``; mapped onto the fleet's :class:`DhcpEvent` so the real
+    client and the simulated ones go through the same checks."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    event = DHCLIENT_REASONS.get(str(d.get("reason", "")))
+    if event is None or "t_mono" not in d:
+        return None
+    lease = d.get("lease_s")
+    return DhcpEvent(
+        t=float(d["t_mono"]), client=str(d.get("mac") or f"{node}:{d.get('interface', '?')}"),
+        event=event, state=str(d["reason"]), hostname=d.get("hostname") or node,
+        address=d.get("ip") or None, server_id=d.get("server_id") or None,
+        lease_s=int(lease) if lease not in (None, "") else None, probe=f"dhclient@{node}",
     )
 
 
