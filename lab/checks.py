@@ -9,6 +9,7 @@ written once, here, and quoted in metrics.json by name:
 * an *outage* of one client stream (one probe, one server address) starts when the first failing
   query of a run of failures was sent and ends when the first good reply after it arrived; an
   outage still open when the stream stops is *ongoing* and lasts to the stream's last query;
+  questions never answered well in the whole run are not part of any outage (see outages());
 * *takeover* is the time from a fault's start to the first good reply, on the VIP, from a node
   the fault did not hit;
 * a DHCP client *waits* from the first request it sends without a pending one to the next ACK;
@@ -67,7 +68,14 @@ def _streams(samples: Iterable[DnsSample]) -> dict[tuple[str, str], list[DnsSamp
 
 
 def outages(samples: Iterable[DnsSample]) -> list[Outage]:
-    """Every run of failed queries per (probe, server) stream, in time order."""
+    """Every run of failed queries per (probe, server) stream, in time order.
+
+    Questions that never got a good answer in the whole run (a PTR zone the server does not
+    serve, a name nobody registered) are configuration facts, counted in failed_by_kind but
+    left out here: an outage is a time when something that works stopped working."""
+    samples = list(samples)
+    works = {(s.name, s.qtype) for s in samples if s.ok}
+    samples = [s for s in samples if (s.name, s.qtype) in works]
     found: list[Outage] = []
     for (probe, server), stream in _streams(samples).items():
         first_fail: DnsSample | None = None
@@ -273,6 +281,13 @@ def bound_at(events: Iterable[DhcpEvent], t: float) -> dict[str, str]:
     return held
 
 
+def fleet_end(events: Sequence[DhcpEvent], t_end: float) -> float:
+    """Just before the fleet began to stop (its RELEASEs on exit), else ``t_end``: "bound at
+    the end" means bound while the clients were still running."""
+    stops = [e.t for e in events if e.event in ("released", "stopped")]
+    return min(stops) - 1e-9 if stops else t_end
+
+
 def duplicate_ips(events: Iterable[DhcpEvent]) -> list[dict[str, Any]]:
     """Every moment an address was ACKed to a client while another client still held it."""
     held: dict[str, str] = {}
@@ -426,7 +441,7 @@ def metrics(tl: Timeline, vip: str | None = None, fault_id: str | None = None) -
     m.split_brain_answers_s = max(split_brain_answers_s(samples).values(), default=0.0)
     clients = {e.client for e in dhcp}
     m.dhcp_clients = len(clients)
-    m.dhcp_bound_at_end = len(bound_at(dhcp, t_end))
+    m.dhcp_bound_at_end = len(bound_at(dhcp, fleet_end(dhcp, t_end)))
     m.dhcp_outage_s = dhcp_outage_s(dhcp, t_end)
     m.dhcp_naks = sum(1 for e in dhcp if e.event == "nak")
     m.dhcp_timeouts = sum(1 for e in dhcp if e.event == "timeout")

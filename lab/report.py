@@ -227,8 +227,8 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
 
     top = ax_list[0]
     for start, _end, label in windows:
-        top.annotate(label, xy=(x(start), 1.0), xycoords=("data", "axes fraction"),
-                     xytext=(3, -11), textcoords="offset points", fontsize=8, color="#444444",
+        top.annotate(label, xy=(x(start), 0.75), xycoords=("data", "axes fraction"),
+                     xytext=(3, 0), textcoords="offset points", fontsize=8, color="#444444",
                      fontweight="bold")
     if m.takeover_s is not None and windows:
         tk = windows[0][0] + m.takeover_s

@@ -255,3 +255,19 @@ def test_recorded_timeline_matches_its_expectations(path: Path) -> None:
         assert m[key] is not None and lo <= m[key] <= hi, (key, m[key])
     for key, value in expect.get("equals", {}).items():
         assert m[key] == value, (key, m[key])
+
+
+def test_never_answered_question_is_not_an_outage() -> None:
+    # a PTR zone the server does not serve: REFUSED all along, interleaved with good answers
+    samples = [q(i / 10, name="lsvm1", answers=("1.2.3.4",)) if i % 2 == 0 else
+               q(i / 10, name="9.9.9.10.in-addr.arpa", qtype="PTR", rcode="REFUSED")
+               for i in range(40)]
+    assert checks.outages(samples) == []
+    assert checks.failed_by_kind(samples)["REFUSED"] == 20
+
+
+def test_bound_at_end_means_before_the_fleet_released() -> None:
+    evs = [d(0, MAC1, "bound", address="10.0.0.21"), d(0, MAC2, "bound", address="10.0.0.22"),
+           d(9, MAC1, "released"), d(9, MAC2, "released"), d(9.1, MAC1, "stopped")]
+    m = checks.metrics(tl(evs))
+    assert m.dhcp_bound_at_end == 2
