@@ -88,6 +88,20 @@ def test_fleet_binds_renews_rebinds_reboots_releases_and_cleans_up(
     leases = (tmp_path / "dnsmasq.leases").read_text()
     assert leases == "" or all(f"fleet{i:03d}" not in leases for i in range(5))  # released
     assert not [n for n in links(seg) if n.startswith("dhc")]
+    # dnsmasq's own log (log-dhcp) parses line by line and agrees with the fleet's records
+    from lab.probes.clock import ClockMap, sample_pair
+    from lab.probes.logparse import parse_dnsmasq_line
+
+    clock = ClockMap(sample_pair())
+    lines = (tmp_path / "dnsmasq.log").read_text().splitlines()
+    parsed = [parse_dnsmasq_line(x, "srv1", clock) for x in lines]
+    assert lines and all(p is not None for p in parsed), [
+        x for x, p in zip(lines, parsed, strict=True) if p is None][:3]
+    acks = {(p.fields["mac"], p.fields["ip"]) for p in parsed
+            if p is not None and p.fields.get("type") == "DHCPACK"}
+    assert {(e.client, e.address) for e in by["bound"]} <= acks
+    t_first = min(p.t for p in parsed if p is not None)
+    assert t_first <= min(e.t for e in evs) + 1.0  # second resolution: same second or before
 
 
 @needs_sandbox
