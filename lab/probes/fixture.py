@@ -123,7 +123,8 @@ class Probes:
     def dns(self, rate_hz: float = 20.0, clients: Sequence[str] = ("c1",),
             queries: Sequence[str] = DEFAULT_QUERIES, transport: str = "udp",
             timeout_s: float = 1.0, os_mode: bool = True, fleet_names: bool = True,
-            max_duration_s: float = 900.0, vip_interval_s: float = 0.1) -> Iterator[None]:
+            max_duration_s: float = 900.0, vip_interval_s: float = 0.1,
+            servers: Sequence[str] | None = None) -> Iterator[None]:
         """DNS probes in each client, asking its segment's VIPs (and, with ``os_mode``, the
         way its OS would); VIP holders sampled meanwhile. ``rate_hz`` is per VIP: a client
         with two VIPs sends 2 × rate_hz, so every VIP's outage edges have 1/rate_hz
@@ -136,13 +137,14 @@ class Probes:
             watcher.start()
             for client in clients:
                 segment = labview.client_segment(self.lab, client)
-                servers = labview.vips_for_segment(self.lab, segment)
+                targets = (list(servers) if servers is not None
+                           else labview.vips_for_segment(self.lab, segment))
                 argv = [sys.executable, "-m", "lab.probes.dns",
-                        "--rate", str(rate_hz * max(1, len(servers)) * (2 if os_mode else 1)),
+                        "--rate", str(rate_hz * max(1, len(targets)) * (2 if os_mode else 1)),
                         "--timeout", str(timeout_s), "--duration", str(max_duration_s),
                         "--probe-id", client, "--mac-map", labview.mac_map_arg(self.lab),
                         "--transport", transport, "--out", "-"]
-                for vip in servers:
+                for vip in targets:
                     argv += ["--server", vip]
                 for q in queries:
                     argv += ["--query", q]
