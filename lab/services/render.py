@@ -70,6 +70,7 @@ class RenderOptions:
 
     keep_findings: frozenset[str] = frozenset()
     ca_path: str = LAB_CA_PATH
+    disk: str = "replicated"  # or "local": no replicated disk available (see render_haresources)
 
 
 @dataclass(frozen=True)
@@ -191,11 +192,21 @@ def render_ha_cf(seed: str, profile: Profile) -> tuple[str, list[Change]]:
     return out.text(), out.changes
 
 
-def render_haresources(seed: str, keep: frozenset[str]) -> tuple[str, list[Change]]:
-    """haresources: documentation prefix; the space after `IPv6addr::` removed (F3)."""
+def render_haresources(seed: str, keep: frozenset[str], disk: str = "replicated"
+                       ) -> tuple[str, list[Change]]:
+    """haresources: documentation prefix; the space after `IPv6addr::` removed (F3).
+
+    With `disk="local"` the disk resources are left out, loudly: the lab then has no replicated
+    disk and each node serves its own copy of /srv/drbd0.
+    """
     out = _Out("/etc/ha.d/haresources")
     for line in seed.splitlines():
         new = line
+        if disk == "local" and new.strip().startswith(("drbddisk::", "Filesystem::")):
+            out.change(new.split("::")[0], new.strip().rstrip(" \\"), "(left out)",
+                       "no replicated disk in this lab (lab.replicator.service missing): "
+                       "/srv/drbd0 is a plain directory on each node, leases are NOT replicated")
+            continue
         if "F3" not in keep and re.search(r"::\s+\S", new):
             fixed = re.sub(r"::\s+", "::", new)
             out.change("IPv6addr", new.rstrip(" \\"), fixed.rstrip(" \\"),
@@ -380,7 +391,7 @@ def render_node(seed: SeedConfig, profile: Profile, secrets: Secrets, node: str,
         changes.extend(rendered[1])
 
     add("/etc/ha.d/ha.cf", render_ha_cf(seed["ha.cf"], profile))
-    add("/etc/ha.d/haresources", render_haresources(seed["haresources"], keep))
+    add("/etc/ha.d/haresources", render_haresources(seed["haresources"], keep, opts.disk))
     add("/etc/ha.d/authkeys", render_authkeys(seed["authkeys"], secrets), 0o600)
     add("/etc/drbd.d/drbd0.res", render_drbd_res(seed["drbd0.res"], profile, secrets), 0o640)
     add("/etc/default/dnsmasq", render_default_dnsmasq(seed["default-dnsmasq"], node))

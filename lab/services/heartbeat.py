@@ -1,0 +1,70 @@
+"""heartbeat 3 inside a node: its private runtime directories, start, orderly stop, its own view.
+
+Why each step (measured, see DESIGN.md): heartbeat needs /run/heartbeat/{ccm,crm,dopd} owned by
+hacluster:haclient 0750, /run/resource-agents and /run/lock, all on the node's volatile /run; a
+node's /var/lib/heartbeat starts as a copy of the host's, so an hb_uuid there would make both
+nodes the same node — it is removed before first boot and heartbeat makes a fresh one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab.node import Node
+
+HEARTBEAT = "/usr/libexec/heartbeat/heartbeat"
+RUN_DIRS = ("/run/heartbeat/ccm", "/run/heartbeat/crm", "/run/heartbeat/dopd")
+UUID_FILES = ("hb_uuid", "hb_generation")
+
+
+def forget_identity(var_lib_heartbeat: Path) -> None:
+    """Remove a copied hb_uuid/hb_generation (host side, before the node's first boot)."""
+    for name in UUID_FILES:
+        (var_lib_heartbeat / name).unlink(missing_ok=True)
+
+
+def prepare_runtime(node: Node) -> None:
+    """Create heartbeat's directories on the node's fresh /run (every boot)."""
+    dirs = " ".join(RUN_DIRS)
+    node.succeed(f"mkdir -p {dirs} /run/resource-agents /run/lock "
+                 f"&& chown hacluster:haclient {dirs} && chmod 0750 {dirs}")
+
+
+def start(node: Node) -> None:
+    """Start the daemon; it puts itself in the background (still in the node's cgroup)."""
+    rc, _out = node.execute(f"{HEARTBEAT} </dev/null >/var/log/heartbeat.out 2>&1", timeout=30)
+    try:
+        node.wait_until_succeeds("cl_status hbstatus >/dev/null 2>&1", timeout=20)
+    except AssertionError as exc:
+        _, log = node.execute("tail -n 25 /var/log/ha-log /var/log/heartbeat.out", timeout=10)
+        raise RuntimeError(f"{node.name}: heartbeat did not start (rc {rc}):\n{log}") from exc
+
+
+def stop(node: Node, timeout: float = 120) -> None:
+    """Orderly stop: heartbeat releases its resources (the peer takes them) and exits."""
+    node.execute(f"{HEARTBEAT} -k >/dev/null 2>&1", timeout=timeout)
+
+
+def running(node: Node) -> bool:
+    rc, _ = node.execute("cl_status hbstatus >/dev/null 2>&1", timeout=10)
+    return rc == 0
+
+
+def view(node: Node) -> dict[str, Any]:
+    """heartbeat's own idea of the cluster, as `cl_status` reports it on this node."""
+    if not running(node):
+        return {"running": False}
+    _rc, out = node.execute(
+        "for n in $(cl_status listnodes); do echo \"$n $(cl_status nodestatus $n)\"; done; "
+        "echo \"rsc $(cl_status rscstatus)\"", timeout=10)
+    nodes: dict[str, str] = {}
+    resources = ""
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "rsc":
+            resources = words[1]
+        elif len(words) >= 2:
+            nodes[words[0]] = words[1]
+    return {"running": True, "nodes": nodes, "resources": resources}

@@ -1,0 +1,284 @@
+"""`SeedStack`: the seed's whole design on a lab — the init system of every node.
+
+Why a stack object: the lab knows machines and wires; this knows what the seed runs on each of
+them. `prepare` renders the seed's configuration (lab.services.render) onto the nodes' disks once,
+`boot` starts what a node's init would start (heartbeat on the pair, which then starts the disk,
+the VIPs, dnsmasq and ddclient itself; the resolver and NAT on rtbr1; the registrar on inet;
+dhclient on the clients), `halt` stops heartbeat in order so the peer takes over.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.services import dhclient, disk, heartbeat, registrar, resolver, router
+from lab.services.haconf import parse_haresources
+from lab.services.pki import make_pki
+from lab.services.proc import spawn
+from lab.services.profiles import load_profile
+from lab.services.render import (
+    DNSMASQ_DIR,
+    LAB_CA_PATH,
+    NodeConfig,
+    RenderOptions,
+    Secrets,
+    all_changes,
+    load_seed,
+    render_pair,
+)
+from lab.services.secrets import generate
+from lab.stack import Stack
+
+if TYPE_CHECKING:
+    from lab.lab import Lab
+    from lab.node import Node
+
+REGISTRAR_NAME = "dynamicdns.park-your-domain.com"
+PUBLIC_DOMAIN = "thesteins.org"
+EXAMPLE_ADDRESSES = ("203.0.113.80", "2001:db8:ffff::80")
+# Source-port ranges of the router's NAT per HA server (see lab.services.router).
+NAT_PORTS = {"lsvm1": (20000, 29999), "lsvm2": (30000, 39999)}
+SYSLOG_LOG = "/var/log/syslog"
+
+
+def _env_findings() -> frozenset[str]:
+    raw = os.environ.get("HAPAIR_KEEP_FINDINGS", "")
+    return frozenset(x.strip() for x in raw.split(",") if x.strip())
+
+
+class SeedStack(Stack):
+    """The seed's design. `keep_findings` (or $HAPAIR_KEEP_FINDINGS=F1,F2) leaves fixes out."""
+
+    name = "seed"
+
+    def __init__(self, profile: str = "seed", keep_findings: frozenset[str] | None = None) -> None:
+        self.profile = load_profile(profile)
+        self.keep_findings = _env_findings() if keep_findings is None else keep_findings
+        self.disk_mode = "replicated" if disk.available() else "local"
+
+    # -- where things live ------------------------------------------------------------------------
+    @staticmethod
+    def state_dir(lab: Lab) -> Path:
+        return Path(lab.dir) / "services"
+
+    def options(self) -> RenderOptions:
+        return RenderOptions(keep_findings=self.keep_findings, disk=self.disk_mode)
+
+    def secrets(self, lab: Lab) -> Secrets:
+        data = json.loads((self.state_dir(lab) / "secrets.json").read_text())
+        return Secrets(**data)
+
+    def configs(self, lab: Lab) -> dict[str, NodeConfig]:
+        return render_pair(load_seed(), self.profile, self.secrets(lab), self.options())
+
+    @staticmethod
+    def servers(lab: Lab) -> list[Node]:
+        return [n for n in lab if n.spec.role == "server"]
+
+    @staticmethod
+    def _one(lab: Lab, role: str) -> Node | None:
+        nodes = [n for n in lab if n.spec.role == role]
+        return nodes[0] if nodes else None
+
+    # -- prepare: once, before the first boot ----------------------------------------------------
+    def prepare(self, lab: Lab) -> None:
+        state = self.state_dir(lab)
+        state.mkdir(mode=0o700, exist_ok=True)
+        secrets_file = state / "secrets.json"
+        if not secrets_file.exists():
+            fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(generate().__dict__, out)
+        pki = make_pki(state / "pki", REGISTRAR_NAME)
+        configs = self.configs(lab)
+        (state / "changes.json").write_text(json.dumps(
+            [c.__dict__ for c in all_changes(configs)], indent=1))
+        for node in self.servers(lab):
+            cfg = configs[node.name]
+            for f in cfg.files:
+                if f.path.startswith(DNSMASQ_DIR + "/") and self.disk_mode == "replicated":
+                    target = state / "disk-content" / f.path.lstrip("/")
+                elif f.path == "/etc/network/interfaces":  # reference only: ifupdown is not run
+                    target = state / "reference" / node.name / "interfaces"
+                else:
+                    target = node.path(f.path)
+                _write(target, f.content, f.mode)
+            shutil.copyfile(pki.ca_cert, node.path(LAB_CA_PATH))
+            heartbeat.forget_identity(node.path("/var/lib/heartbeat"))
+        for node in lab:
+            if node.spec.role == "client":
+                _write(node.path(dhclient.CONF), dhclient.dhclient_conf(node.name), 0o644)
+            elif node.spec.role == "internet":
+                router_node = self._one(lab, "router")
+                resolv = ""
+                if router_node is not None:
+                    wan = _address_on(router_node, "internet", 4)
+                    resolv = f"nameserver {wan}\n" if wan else ""
+                _write(node.path("/etc/resolv.conf"), resolv, 0o644)
+                registrar.install(node, pki, self.secrets(lab).ddns_password)
+
+    # -- boot: every time a node powers on --------------------------------------------------------
+    def boot(self, node: Node) -> None:
+        role = node.spec.role
+        if role == "router":
+            self._boot_router(node)
+        elif role == "internet":
+            self._routes_back(node)
+            registrar.start(node, router.attribution(self._nat_ranges(node.lab)))
+        elif role == "client":
+            dhclient.start(node, node.spec.interfaces[0].name)
+        elif role == "server":
+            self._boot_server(node)
+
+    def _nat_ranges(self, lab: Lab) -> dict[str, tuple[str, int, int]]:
+        out: dict[str, tuple[str, int, int]] = {}
+        for n in self.servers(lab):
+            if n.name in NAT_PORTS:
+                addr = _address_on(n, "vlan1", 4)
+                if addr:
+                    out[n.name] = (addr, *NAT_PORTS[n.name])
+        return out
+
+    def _routes_back(self, node: Node) -> None:
+        """The "Internet" routes the lab's IPv6 prefixes to rtbr1, as an ISP routes a customer's
+        prefix (IPv4 needs none: rtbr1 NATs). Inside inet's own netns only."""
+        rtr = self._one(node.lab, "router")
+        via = _address_on(rtr, "internet", 6) if rtr else None
+        if via is None:
+            return
+        prefixes = {str(s.ipv6) for s in node.lab.topology.segments.values()
+                    if s.ipv6 is not None and s.name != "internet"}
+        for prefix in sorted(prefixes):
+            node.succeed(f"ip -6 route replace {prefix} via {via}")
+
+    def _boot_router(self, node: Node) -> None:
+        wan = next(i for i in node.spec.interfaces if i.segment == "internet")
+        public = str(next(a.ip for a in wan.addresses if a.version == 4))
+        router.apply(node, router.nat_ruleset(wan.name, public, self._nat_ranges(node.lab)))
+        inet = self._one(node.lab, "internet")
+        registrar_addrs = tuple(str(a.ip) for i in inet.spec.interfaces
+                                for a in i.addresses) if inet else ()
+        v6 = [str(a.ip) for a in wan.addresses if a.version == 6]
+        resolver.start(node, {
+            "example.com": EXAMPLE_ADDRESSES,
+            REGISTRAR_NAME: registrar_addrs,
+            PUBLIC_DOMAIN: (public, *v6[:1]),
+        })
+
+    def _boot_server(self, node: Node) -> None:
+        spawn(node, [sys.executable, "-m", "lab.services.syslogd", "/dev/log", SYSLOG_LOG],
+              "/var/log/syslogd.out")
+        node.wait_until_succeeds("test -S /dev/log", timeout=10)
+        heartbeat.prepare_runtime(node)
+        if self.disk_mode != "replicated":
+            heartbeat.start(node)
+            return
+        disk.boot(node)
+        marker = self.state_dir(node.lab) / "disk-bootstrapped"
+        if marker.exists():
+            heartbeat.start(node)
+            return
+        # First boot of the pair: like the seed's manual steps, the disk is made before heartbeat
+        # runs anywhere, which needs both servers up; the first one to boot waits for the other.
+        servers = self.servers(node.lab)
+        if any(n.state != "running" for n in servers):
+            return
+        primary = next((n for n in servers if n.name == self.preferred(node.lab)), servers[-1])
+        secondary = next(n for n in servers if n is not primary)
+        content = self.state_dir(node.lab) / "disk-content"
+        files = {"/" + str(p.relative_to(content)): p.read_text()
+                 for p in sorted(content.rglob("*")) if p.is_file()}
+        disk.bootstrap(primary, secondary, files)
+        marker.touch()
+        for n in servers:
+            heartbeat.start(n)
+
+    def preferred(self, lab: Lab) -> str:
+        """The node haresources names first (the seed's primary, lsvm2)."""
+        text = self.configs(lab)[self.servers(lab)[0].name].file("/etc/ha.d/haresources").content
+        groups = parse_haresources(text)
+        return groups[0].node if groups else ""
+
+    # -- halt / crash -----------------------------------------------------------------------------
+    def halt(self, node: Node) -> None:
+        if node.spec.role == "server":
+            heartbeat.stop(node)
+            if self.disk_mode == "replicated":
+                disk.halt(node)
+
+    def after_crash(self, node: Node) -> None:
+        if node.spec.role == "server" and self.disk_mode == "replicated":
+            disk.after_crash(node)
+
+    # -- status -----------------------------------------------------------------------------------
+    def status(self, lab: Lab) -> dict[str, Any]:
+        vips: dict[str, str | None] = {str(v.address): None for v in lab.topology.vips}
+        holders: dict[str, list[str]] = {a: [] for a in vips}
+        services: dict[str, dict[str, bool]] = {}
+        mounts: dict[str, list[str]] = {}
+        views: dict[str, Any] = {}
+        drbd: dict[str, Any] = {}
+        for node in self.servers(lab):
+            if node.state != "running":
+                services[node.name] = {"heartbeat": False, "dnsmasq": False, "ddclient": False}
+                mounts[node.name] = []
+                continue
+            for addrs in node.addresses().values():
+                for a in addrs:
+                    ip = str(ipaddress.ip_interface(a.split()[0]).ip)
+                    if ip in holders:
+                        holders[ip].append(node.name)
+            services[node.name] = service_states(node)
+            mounts[node.name] = srv_mounts(node)
+            views[node.name] = heartbeat.view(node)
+            if self.disk_mode == "replicated":
+                drbd[node.name] = disk.status(node)
+        for addr, names in holders.items():
+            vips[addr] = names[0] if len(names) == 1 else (",".join(names) if names else None)
+        out: dict[str, Any] = {"drbd": drbd} if drbd else {}
+        return {**out, "vip": vips, "services": services, "mounts": mounts, "heartbeat": views,
+                "disk_mode": self.disk_mode, "keep_findings": sorted(self.keep_findings)}
+
+
+def service_states(node: Node) -> dict[str, bool]:
+    """Which of the seed's daemons run on `node` (by their pid files and /proc)."""
+    script = (
+        "cl_status hbstatus >/dev/null 2>&1 && echo heartbeat; "
+        "p=$(cat /run/dnsmasq/dnsmasq.pid 2>/dev/null) && [ -d /proc/$p ] && echo dnsmasq; "
+        "p=$(cat /run/ddclient.pid 2>/dev/null) && [ -d /proc/$p ] && echo ddclient; true"
+    )
+    _, out = node.execute(script, timeout=10)
+    names = set(out.split())
+    return {k: k in names for k in ("heartbeat", "dnsmasq", "ddclient")}
+
+
+def srv_mounts(node: Node) -> list[str]:
+    """Mount points under /srv inside the node (the replicated disk's, when mounted)."""
+    _, out = node.execute("cat /proc/mounts", timeout=10)
+    return [w[1] for w in (ln.split() for ln in out.splitlines())
+            if len(w) > 2 and w[1].startswith("/srv/")]
+
+
+def _address_on(node: Node, segment: str, version: int) -> str | None:
+    for iface in node.spec.interfaces:
+        if iface.segment == segment:
+            for a in iface.addresses:
+                if a.version == version:
+                    return str(a.ip)
+    return None
+
+
+def _write(path: Path, content: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".hapair-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
