@@ -252,3 +252,19 @@ def test_instrument_takeover_agrees_with_capture_on_bare_lab(bare_pair: Lab,
         {"takeover_probe_s": m.takeover_s, "takeover_wire_s": wire_takeover}))
     assert abs(m.takeover_s - wire_takeover) < 0.1, (m.takeover_s, wire_takeover)
     assert set(m.answered_by[VIP4]) == {"lsvm1", "lsvm2"}
+
+
+def test_lab_measure_json_on_bare_lab(bare_pair: Lab) -> None:
+    out = REPO / "results" / f"measure-bare-{os.getpid()}"
+    r = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "measure", "--name", bare_pair.name, "--clients",
+         "c1", "--server", VIP4, "--duration", "5", "--dhcp-clients", "5", "--json",
+         "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["queries"] > 0 and m["failed"] == 0, m
+    assert m["dhcp_bound_at_end"] == 5 and m["answered_by"] == {VIP4: {"lsvm2": m["queries"]}}
+    assert (out / "timeline.png").exists() and (out / "metrics.json").exists()
+    samples = [s for p in out.glob("dns-*.jsonl") for s in read_jsonl(p)
+               if isinstance(s, DnsSample)]
+    assert len(samples) == m["queries"]

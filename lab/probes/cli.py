@@ -39,6 +39,8 @@ def register(sub: Any) -> None:
     m.add_argument("--rate", type=float, default=20.0)
     m.add_argument("--clients", default="c1,g1")
     m.add_argument("--dhcp-clients", type=int, default=20)
+    m.add_argument("--server", action="append", default=None,
+                   help="ask this address instead of the clients' segment VIPs (repeat)")
     m.add_argument("--json", action="store_true", help="print metrics as JSON")
     m.add_argument("--out", type=Path, default=None, help="artifact directory")
     m.set_defaults(handler=cmd_measure)
@@ -62,10 +64,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.dhcp_clients > 0:
         with probes.dhcp(clients=args.dhcp_clients, node=clients[0]):
             time.sleep(0.5)  # the fleet's stream exists before the DNS probe looks for names
-            with probes.dns(rate_hz=args.rate, clients=clients):
+            with probes.dns(rate_hz=args.rate, clients=clients, servers=args.server):
                 time.sleep(args.duration)
     else:
-        with probes.dns(rate_hz=args.rate, clients=clients):
+        with probes.dns(rate_hz=args.rate, clients=clients, servers=args.server):
             time.sleep(args.duration)
     m = probes.write_artifacts(title=f"lab measure {lab.name}")
     if args.json:
