@@ -113,8 +113,8 @@ def _rate(v: ServerView) -> Text:
 
 def render(state: WatchState) -> RenderableType:
     dns = Table(title=f"DNS as clients see it (last {state.window_s:g} s)", expand=True)
-    for col in ("server", "success", "p50 ms", "p99 ms", "answered by", "last failure",
-                "since last ok"):
+    dns.add_column("server", overflow="fold", min_width=11)  # an address is never ellipsized
+    for col in ("success", "p50 ms", "p99 ms", "answered by", "last failure", "since last ok"):
         dns.add_column(col)
     for v in state.servers:
         who = Text(" ").join(_node(n) + Text(f" {c}") for n, c in sorted(v.nodes.items())) \

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -268,3 +269,28 @@ def test_lab_measure_json_on_bare_lab(bare_pair: Lab) -> None:
     samples = [s for p in out.glob("dns-*.jsonl") for s in read_jsonl(p)
                if isinstance(s, DnsSample)]
     assert len(samples) == m["queries"]
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="needs tmux")
+def test_lab_watch_in_tmux_on_bare_lab(bare_pair: Lab) -> None:
+    session = f"hapair-watch-{os.getpid()}"
+    cmd = (f"cd {REPO} && {sys.executable} -m lab.cli watch --name {bare_pair.name} "
+           f"--clients c1 --server {VIP4} --duration 15; sleep 60")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "45", cmd],
+                   check=True)
+    try:
+        deadline = time.monotonic() + 30
+        screen = ""
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                    capture_output=True, text=True).stdout
+            row = next((ln for ln in screen.splitlines() if "192.168.1.4" in ln
+                        and "%" in ln), "")
+            if "100.0%" in row and "lsvm2" in row:
+                break
+        else:
+            raise AssertionError(f"lab watch never showed 192.168.1.4 healthy:\n{screen}")
+        assert "VIP holders" in screen and "lab " + bare_pair.name in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)

@@ -31,6 +31,8 @@ def register(sub: Any) -> None:
     w.add_argument("--window", type=float, default=5.0, help="seconds of history per row")
     w.add_argument("--refresh", type=float, default=4.0, help="redraws per second")
     w.add_argument("--duration", type=float, default=3600.0, help="stop after this long")
+    w.add_argument("--server", action="append", default=None,
+                   help="ask this address instead of the clients' segment VIPs (repeat)")
     w.set_defaults(handler=cmd_watch)
 
     m = sub.add_parser("measure", help="run the probes for a while and print the checks")
@@ -130,7 +132,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     poller.start()
     end = time.monotonic() + args.duration
     try:
-        with probes.dns(rate_hz=args.rate, clients=clients, os_mode=False), \
+        with probes.dns(rate_hz=args.rate, clients=clients, os_mode=False,
+                        servers=args.server), \
                 Live(refresh_per_second=args.refresh, screen=False) as live:
             tail = Tail()
             while time.monotonic() < end:

@@ -95,11 +95,28 @@ def node_command(lab: Any, name: str, command: str, timeout: float = 2.0) -> str
 
 
 def drbd_states(lab: Any) -> dict[str, str]:
-    return {s.name: node_command(lab, s.name, "drbdadm status 2>&1 | head -5")
-            for s in lab.topology.nodes_with_role("server")}
+    """Role/connection/disk per server, from the stack's own status (the replicator's view);
+    a lab without services has no DRBD to show."""
+    if getattr(lab, "stack", None) is None:
+        return {s.name: "— (no services)" for s in lab.topology.nodes_with_role("server")}
+    try:
+        drbd = lab.stack.status(lab).get("drbd") or {}
+    except Exception as exc:
+        return {s.name: f"? ({type(exc).__name__})" for s in lab.topology.nodes_with_role(
+            "server")}
+    out = {}
+    for name, st in drbd.items():
+        if isinstance(st, dict):
+            out[name] = (f"{st.get('role', '?')} {st.get('cstate', '?')} "
+                         f"{st.get('dstate', '?')}")
+        else:
+            out[name] = str(st)
+    return out
 
 
 def heartbeat_views(lab: Any) -> dict[str, str]:
+    if getattr(lab, "stack", None) is None:
+        return {s.name: "— (no services)" for s in lab.topology.nodes_with_role("server")}
     cmd = ("for n in $(cl_status listnodes 2>/dev/null); do "
            "printf '%s=%s ' $n $(cl_status nodestatus $n 2>/dev/null); done")
     return {s.name: node_command(lab, s.name, cmd)
