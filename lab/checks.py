@@ -127,18 +127,22 @@ def takeover_s(
     samples: Iterable[DnsSample], fault: FaultEvent | None, vip: str | None = None
 ) -> float | None:
     """Fault start → first good reply on ``vip`` (any server if None) from a node the fault did
-    not hit. None when there was no fault, or no surviving node ever answered."""
+    not hit. When the fault hits every node that answers (a partition between the two
+    servers), "surviving" means any node other than the one that answered last before the
+    fault. None when there was no fault, or no such node ever answered."""
     if fault is None:
         return None
+    mine = [s for s in samples if s.ok and s.node is not None and s.t_reply is not None
+            and (vip is None or s.server == vip)]
     hit = set(fault.targets)
+    if not hit or {s.node for s in mine} <= hit:
+        before = [s for s in mine if s.t_reply is not None and s.t_reply < fault.t]
+        last = max(before, key=lambda s: s.t_reply or 0.0).node if before else None
+        hit = {last} if last is not None else set()
     best: float | None = None
-    for s in samples:
-        if not s.ok or s.node is None or s.node in hit:
-            continue
-        if vip is not None and s.server != vip:
-            continue
+    for s in mine:
         t = s.t_reply
-        if t is None or t < fault.t:
+        if s.node in hit or t is None or t < fault.t:
             continue
         if best is None or t < best:
             best = t

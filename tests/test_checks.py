@@ -271,3 +271,16 @@ def test_bound_at_end_means_before_the_fleet_released() -> None:
            d(9, MAC1, "released"), d(9, MAC2, "released"), d(9.1, MAC1, "stopped")]
     m = checks.metrics(tl(evs))
     assert m.dhcp_bound_at_end == 2
+
+
+def test_takeover_when_the_fault_hits_both_servers() -> None:
+    # a partition between lsvm1 and lsvm2: both are "hit"; lsvm2 answered before, lsvm1 after
+    part = FaultEvent(t=5.0, phase="start", fault="partition", fault_id="p",
+                      targets=("lsvm1", "lsvm2"))
+    samples = steady(0, 5, node="lsvm2") + steady(7, 9, node="lsvm1")
+    assert checks.takeover_s(samples, part) == pytest.approx(2.001)
+    # the primary kept answering throughout: no takeover
+    assert checks.takeover_s(steady(0, 9, node="lsvm2"), part) is None
+    # a network-wide fault with no targets (switch reboot)
+    sw = FaultEvent(t=5.0, phase="start", fault="switch_reboot", fault_id="s")
+    assert checks.takeover_s(samples, sw) == pytest.approx(2.001)
