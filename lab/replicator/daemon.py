@@ -24,6 +24,7 @@ import random
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -48,6 +49,7 @@ UUID_NEW_BM_OFFSET = 1 << 48
 FALLOC_FL_PUNCH_HOLE = 0x02
 FALLOC_FL_KEEP_SIZE = 0x01
 FUSE_CAP_WRITEBACK_CACHE = 1 << 16
+CLONE_NEWNS = 0x00020000
 DISCARD = 20  # frame: offset, payload = 8-byte length
 
 
@@ -113,7 +115,8 @@ class Replicator:
         self.split_brain: dict[str, Any] = {}
         self.mounted = threading.Event()
         self.stopping = False
-        self.resync_window = threading.Semaphore(RESYNC_WINDOW)
+        # (link, window) of the running resync: RS_ACKs of an older link never count
+        self.resync_window: tuple[wire.Link, threading.Semaphore] | None = None
         self.policy = Policy(
             after_sb_0pri=res.net_opt("after-sb-0pri"),
             after_sb_1pri=res.net_opt("after-sb-1pri"),
@@ -248,7 +251,9 @@ class Replicator:
         def run() -> None:
             self.log(f"helper command: {name}")
             try:
-                r = subprocess.run(["sh", "-c", cmd], env=env, timeout=120,
+                # in the node's own mount namespace (PID 1's), not the daemon's private copy
+                r = subprocess.run(["nsenter", "--mount=/proc/1/ns/mnt", "sh", "-c", cmd],
+                                   env=env, timeout=120,
                                    stdin=subprocess.DEVNULL, capture_output=True, text=True)
                 rc = r.returncode
                 for line in (r.stdout + r.stderr).splitlines()[-20:]:
@@ -439,7 +444,12 @@ class Replicator:
             self.events.emit("auth-failed", role=self.role, cstate=self.cstate,
                              dstate=self.dstate)
             raise
-        self.handshake(link)
+        try:
+            self.handshake(link)
+        except (OSError, wire.WireError, ValueError) as e:
+            if self.link is link:  # installed, then the handshake's tail failed
+                self.link_lost(link, f"handshake: {e}")
+            raise
 
     def _side(self) -> Side:
         md = self.md
@@ -500,12 +510,22 @@ class Replicator:
             self._demote()
         self.discard_my_data = False
         with self.io_lock:  # no application write may slip between bitmap and link
-            self._connect_data_path(link, md, out, peer)
+            resync = self._connect_data_path(link, md, out, peer)
+        # from now on blocking I/O, but a send never waits longer than ``timeout`` (a frozen
+        # peer stops reading: its buffers fill and we must not hang the writers)
         link.sock.settimeout(None)
+        tv = struct.pack("ll", int(self.res.timeout_s), int(self.res.timeout_s % 1 * 1e6))
+        link.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
         threading.Thread(target=self.receiver, args=(link,), daemon=True,
                          name="receiver").start()
+        if resync:
+            window = threading.Semaphore(RESYNC_WINDOW)
+            self.resync_window = (link, window)
+            threading.Thread(target=self.resync_sender, args=(link, window), daemon=True,
+                             name="resync").start()
 
-    def _connect_data_path(self, link: wire.Link, md: Metadata, out: Any, peer: Side) -> None:
+    def _connect_data_path(self, link: wire.Link, md: Metadata, out: Any, peer: Side) -> bool:
+        """Bitmaps, link installation and the sync UUID; True if a resync must be sent."""
         # exchange bitmaps (DRBD ORs both sides' out-of-sync bits)
         link.send(wire.BITMAP, zlib.compress(bytes(md.bitmap)))
         f = link.recv()
@@ -532,9 +552,8 @@ class Replicator:
             self.events.emit("resync-started", side="source", blocks=self.resync_total,
                              kib=self.resync_total * BLOCK // 1024, full=out.full,
                              role=self.role, cstate=self.cstate, dstate=self.dstate)
-            threading.Thread(target=self.resync_sender, args=(link,), daemon=True,
-                             name="resync").start()
-        elif out.action == "target":
+            return True
+        if out.action == "target":
             f = link.recv()
             if f.type != wire.SYNC_UUID:
                 raise wire.WireError("expected sync UUID")
@@ -554,6 +573,7 @@ class Replicator:
             self.set_state(cstate="Connected",
                            dstate="UpToDate" if both_ok else self.dstate,
                            pdsk="UpToDate" if both_ok else peer.disk)
+        return False
 
     def send_state(self) -> None:
         link = self.link
@@ -643,7 +663,9 @@ class Replicator:
             if self.md is not None:
                 self.md.clear_blocks(range(f.offset // BLOCK, (f.offset + n) // BLOCK))
             self.resync_done += n // BLOCK
-            self.resync_window.release()
+            win = self.resync_window
+            if win is not None and win[0] is link:
+                win[1].release()
         elif t == wire.RS_DONE:
             self.finish_resync_target(f.json())
         elif t == wire.STATE:
@@ -664,7 +686,7 @@ class Replicator:
         else:
             raise wire.WireError(f"unexpected frame type {t}")
 
-    def resync_sender(self, link: wire.Link) -> None:
+    def resync_sender(self, link: wire.Link, window: threading.Semaphore) -> None:
         md = self.md
         assert md is not None
         dirty = md.dirty_list()
@@ -677,14 +699,14 @@ class Replicator:
                         RESYNC_CHUNK_BLOCKS:
                     j += 1
                 n = j - i
-                while not self.resync_window.acquire(timeout=self.res.timeout_s):
+                while not window.acquire(timeout=self.res.timeout_s):
                     if time.monotonic() - self.last_rx > self.res.timeout_s:
                         self.link_lost(link, "resync: peer did not answer within timeout")
                         return
                     if self.link is not link:
                         return
                 if self.link is not link:
-                    self.resync_window.release()
+                    window.release()
                     return
                 with self.io_lock:
                     fd = self.fd
@@ -694,14 +716,14 @@ class Replicator:
                     link.send(wire.RS_DATA, data, 0, start * BLOCK)
                 i = j
             for _ in range(RESYNC_WINDOW):  # wait until every chunk was acknowledged
-                while not self.resync_window.acquire(timeout=self.res.timeout_s):
+                while not window.acquire(timeout=self.res.timeout_s):
                     if self.link is not link:
                         return
                     if time.monotonic() - self.last_rx > self.res.timeout_s:
                         self.link_lost(link, "resync: peer did not answer within timeout")
                         return
             for _ in range(RESYNC_WINDOW):
-                self.resync_window.release()
+                window.release()
         except OSError as e:
             self.link_lost(link, f"resync: {e}")
             return
@@ -1073,6 +1095,24 @@ def _unmount_stale(mnt: str) -> None:
             subprocess.run(["umount", "-l", mnt], capture_output=True)
 
 
+def private_mount_namespace() -> None:
+    """Leave the node's mount namespace for a private copy, before any thread exists.
+
+    Why: if the daemon held the node's namespace, its own exit could be the one that tears it
+    down, unmounting the ext4 on /dev/drbdN -- whose final flush goes through the loop device to
+    this very FUSE server, which is exiting: an unkillable D-state wait. In a copy made before
+    anything is mounted on the device, the daemon's exit never unmounts that filesystem. The
+    FUSE mount still appears in the node: ``drbdadm`` made ``/run/drbd`` a shared mount, so the
+    mount under it propagates back to the node's namespace.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWNS): {os.strerror(err)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resource", required=True)
@@ -1080,6 +1120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-connect", action="store_true")
     ap.add_argument("--records", default=os.environ.get("HAPAIR_LAB_RECORDS"))
     args = ap.parse_args(argv)
+    private_mount_namespace()
     res = load_dir(args.config_dir)[args.resource]
     r = Replicator(res, socket.gethostname(), args.records)
     os.makedirs(RUN_DIR, exist_ok=True)

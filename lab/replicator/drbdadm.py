@@ -105,8 +105,28 @@ def fail_state_change(res: Resource, minor: int, verb: str, reply: dict[str, Any
     return rc
 
 
-def spawn(res: Resource, connect: bool) -> int:
+def shared_run_dir() -> None:
+    """Make ``/run/drbd`` a shared mount so the daemon's FUSE mount, made in its private mount
+    namespace (see ``daemon.private_mount_namespace``), shows up in the node's too."""
     os.makedirs(RUN_DIR, exist_ok=True)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == RUN_DIR and any(t.startswith("shared:") for t in fields[6:]):
+                return
+    subprocess.run(["mount", "--bind", RUN_DIR, RUN_DIR], check=True)
+    subprocess.run(["mount", "--make-shared", RUN_DIR], check=True)
+
+
+def unmount_stale(mnt: str) -> None:
+    with open("/proc/self/mounts") as f:
+        if f" {mnt} " in f.read():
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+def spawn(res: Resource, connect: bool) -> int:
+    shared_run_dir()
+    unmount_stale(run_paths(res.name)[1])
     log_path = f"{LOG_DIR}/drbd-{res.name}.log"
     argv = [sys.executable, "-m", "lab.replicator.daemon", "--resource", res.name,
             "--config-dir", str(Path(res.file).parent)]
@@ -269,6 +289,7 @@ def run_verb(verb: str, res: Resource, flags: set[str], args: list[str]) -> int:
                 if f" {mnt} " not in f.read():
                     break
             time.sleep(0.05)
+        unmount_stale(mnt)
     return 0
 
 
