@@ -4,7 +4,8 @@
 The plot, top to bottom, on one time axis (seconds since the run started):
 * one row per DNS server address: every query a dot at its latency (log scale), coloured by
   the node that answered; failed queries as red marks in a band above, so an outage is a red
-  stripe and a takeover is the point where the dot colour changes;
+  stripe and a takeover is the point where the dot colour changes; a ▼ in a node's colour marks
+  the moment the client's ARP/ND entry for that address moved to that node;
 * the VIP holder band (who held each VIP, hatched red when two did), when the lab recorded it;
 * DHCP: one row per client, ACKs as dots, NAKs/timeouts in red, requests as small ticks;
 * fault windows shaded grey over every row, labelled; takeover marked with a dashed line.
@@ -108,6 +109,7 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
     dhcp = tl.of(DhcpEvent)
     vips = tl.of(VipEvent)
     logs = [e for e in tl.of(LogEvent) if e.source in ("heartbeat", "resource")]
+    arp = [e for e in tl.of(LogEvent) if e.source == "neighbour"]
     t0 = tl.header.meta.get("t0") or (tl.t0 if tl.t0 is not None else 0.0)
     t_end = tl.t_end if tl.t_end is not None else t0 + 1
     m = metrics or checks.metrics(tl)
@@ -151,6 +153,12 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
                 ax.scatter([x(s.t) for s in ss], [max(s.latency_s or 0, 1e-5) * 1000 for s in ss],
                            s=6, color=node_colour(node, colours), linewidths=0,
                            label=node or "unknown node")
+            # when the client's ARP/ND entry for this server moved (gratuitous ARP, new reply)
+            moves = [e for e in arp if e.fields.get("ip") == server]
+            for e in moves:
+                ax.scatter([x(e.t)], [fail_y / 12], marker="v", s=36,
+                           color=node_colour(e.fields.get("node"), colours),
+                           edgecolors="black", linewidths=0.5, zorder=5)
             bad = [s for s in mine if not s.ok]
             if bad:
                 ax.scatter([x(s.t) for s in bad], [fail_y] * len(bad), marker="|", s=60,

@@ -5,8 +5,11 @@ Run it as its own process inside the client (``node.popen([sys.executable, "-m",
 "lab.probes.dns", ...])``): its sockets, routes and ARP cache are then exactly the client's.
 
 Which node answered. The probe reads the client's own neighbour entry for the server address
-(``RTM_GETNEIGH`` via pyroute2) just before sending and again just after the reply, and maps that
-MAC to a node with ``--mac-map``. Why this and not the alternatives:
+just before sending and again just after the reply, and maps that MAC to a node with
+``--mac-map``. The table is kept current from rtnetlink events (lab.probes.neigh), so a reading
+costs one non-blocking recv, and every change of a server's entry is itself recorded (a ``LogEvent`` with
+source "neighbour"): the moment the client moved to the other node.
+Why this and not the alternatives:
 
 * it needs nothing from the servers: no per-node DNS record (which would live in the replicated
   configuration, the very thing under test), no extra query that could fail on its own;
@@ -14,8 +17,8 @@ MAC to a node with ``--mac-map``. Why this and not the alternatives:
   switched L2 segment the reply comes from the station the query went to; a VIP held by two
   nodes (split brain) shows up as the MAC the client's ARP cache points at, which is what decides
   who serves it;
-* compared with sniffing replies on an AF_PACKET socket it costs one netlink dump per query and no
-  per-packet parsing, and it sees TCP exactly like UDP.
+* compared with sniffing replies on an AF_PACKET socket it needs no per-packet parsing, and it
+  sees TCP exactly like UDP.
 The one blind spot: a gratuitous ARP arriving while a query is in flight. Then the two readings
 differ and the sample gets ``node = None`` (unknown) rather than a guess; the raw MAC is kept.
 
@@ -44,7 +47,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import dns.asyncquery
 import dns.exception
@@ -54,7 +57,8 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
-from lab.probes.records import ERROR, TIMEOUT, DnsSample, to_json
+from lab.probes.neigh import NeighbourTable
+from lab.probes.records import ERROR, TIMEOUT, DnsSample, LogEvent, to_json
 
 MAX_DURATION_S = 3600.0
 MAX_RATE_HZ = 2000.0
@@ -95,29 +99,6 @@ def parse_query(text: str) -> tuple[str, str]:
     if qtype == "PTR" and not name.endswith(".arpa") and not name.endswith(".arpa."):
         name = dns.reversename.from_address(name).to_text()
     return qtype, name
-
-
-class NeighbourReader:
-    """Reads the MAC this namespace's neighbour table has for an address (async netlink, so
-    the probe's event loop never blocks on it)."""
-
-    def __init__(self) -> None:
-        from pyroute2 import AsyncIPRoute
-
-        self._ipr: Any = AsyncIPRoute()
-
-    async def mac(self, addr: str) -> str | None:
-        try:
-            async for msg in await self._ipr.get_neighbours(dst=addr):
-                lladdr = msg.get_attr("NDA_LLADDR")
-                if lladdr:
-                    return str(lladdr).lower()
-        except Exception:  # netlink hiccup: unknown, never fatal for the probe
-            return None
-        return None
-
-    def close(self) -> None:
-        self._ipr.close()
 
 
 class Rotation:
@@ -264,7 +245,7 @@ class Probe:
         probe_id: str,
         mac_map: dict[str, str],
         out: IO[str],
-        neighbours: NeighbourReader | None,
+        neighbours: NeighbourTable | None,
     ) -> None:
         self.queries, self.rate, self.timeout = queries, rate_hz, timeout_s
         self.duration, self.probe_id, self.mac_map = duration_s, probe_id, mac_map
@@ -273,11 +254,11 @@ class Probe:
         self.sent = 0
 
     async def one(self, q: Query) -> None:
-        mac0 = await self.neigh.mac(q.server) if self.neigh else None
+        mac0 = self.neigh.mac(q.server) if self.neigh else None
         t = time.monotonic()
         rcode, answers, err = await ask(q, self.timeout)
         t1 = time.monotonic()
-        mac1 = await self.neigh.mac(q.server) if self.neigh else None
+        mac1 = self.neigh.mac(q.server) if self.neigh else None
         got_reply = rcode not in (TIMEOUT, ERROR)
         mac = mac1 or mac0
         node: str | None = None
@@ -383,13 +364,25 @@ async def amain(args: argparse.Namespace, out: IO[str]) -> int:
                                       transports_from(args)[0]))
     if not static and not dynamic:
         raise SystemExit("nothing to ask: give --server (and --query) or --os")
-    neigh = None if args.no_neighbours else NeighbourReader()
+    mac_map = parse_mac_map(args.mac_map)
+    watched = {q.server for q in static}
+
+    def arp_changed(t: float, ip: str, mac: str | None) -> None:
+        """The client's entry for a server moved (gratuitous ARP, new reply): on the record."""
+        if ip in watched or not watched:
+            out.write(to_json(LogEvent(
+                t=t, node=args.probe_id, source="neighbour", message=f"{ip} is at {mac}",
+                fields={"ip": ip, "mac": mac, "node": mac_map.get(mac or "")})) + "\n")
+            out.flush()
+
+    neigh = None if args.no_neighbours else NeighbourTable(arp_changed)
     probe = Probe(
         Rotation(static, dynamic), min(args.rate, MAX_RATE_HZ), args.timeout,
-        min(args.duration, MAX_DURATION_S), args.probe_id, parse_mac_map(args.mac_map), out,
-        neigh,
+        min(args.duration, MAX_DURATION_S), args.probe_id, mac_map, out, neigh,
     )
     loop = asyncio.get_running_loop()
+    if neigh is not None:
+        neigh.attach(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, probe.stopping.set)
     try:

@@ -133,6 +133,12 @@ def test_vip_moves_to_other_node_and_probe_sees_who_answers(seg: Segment, tmp_pa
     # every answer after the takeover came from srv2, every one before it from srv1
     assert all(s.node == "srv1" for s in samples if s.ok and s.t < t_fault)
     assert all(s.node == "srv2" for s in samples if s.ok and s.t > t_fault + tk)
+    # the moment the client's ARP entry moved to srv2 is on the record, before the takeover
+    from lab.probes.records import LogEvent
+
+    moves = [r for r in read_jsonl(out) if isinstance(r, LogEvent) and r.source == "neighbour"
+             and r.fields["ip"] == VIP and r.fields["node"] == "srv2"]
+    assert moves and t_fault < moves[0].t <= t_fault + tk
 
 
 @needs_sandbox
