@@ -6,9 +6,9 @@ Run it as its own process inside the client (``node.popen([sys.executable, "-m",
 
 Which node answered. The probe reads the client's own neighbour entry for the server address
 just before sending and again just after the reply, and maps that MAC to a node with
-``--mac-map``. The table is kept current from rtnetlink events (lab.probes.neigh), so a reading
-costs one non-blocking recv, and every change of a server's entry is itself recorded (a ``LogEvent`` with
-source "neighbour"): the moment the client moved to the other node.
+``--mac-map``. The table is kept current from rtnetlink events (lab.probes.neigh), so a
+reading costs one non-blocking recv, and every change of a server's entry is itself recorded
+(a ``LogEvent`` with source "neighbour"): the moment the client moved to the other node.
 Why this and not the alternatives:
 
 * it needs nothing from the servers: no per-node DNS record (which would live in the replicated
