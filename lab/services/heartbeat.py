@@ -33,10 +33,28 @@ def prepare_runtime(node: Node) -> None:
 
 
 def start(node: Node) -> None:
-    """Start the daemon; it puts itself in the background (still in the node's cgroup)."""
-    rc, _out = node.execute(f"{HEARTBEAT} </dev/null >/var/log/heartbeat.out 2>&1", timeout=30)
+    """Start the daemon and wait until it answers."""
+    launch(node)
+    wait_running(node)
+
+
+def launch(node: Node) -> None:
+    """Start the daemon; it puts itself in the background (still in the node's cgroup).
+
+    Separate from `wait_running` so a pair can be launched together: started one after the
+    other, the first node's initdead can run out before the second exists and it takes the
+    second's resources at a cold start.
+    """
+    rc, out = node.execute(f"{HEARTBEAT} </dev/null >>/var/log/heartbeat.out 2>&1", timeout=30)
+    if rc != 0:
+        raise RuntimeError(f"{node.name}: {HEARTBEAT} exited {rc}: {out.strip()}")
+
+
+def wait_running(node: Node, timeout: float = 20) -> None:
+    """Wait until `cl_status hbstatus` answers; on failure the error carries the log's tail."""
+    rc = 0
     try:
-        node.wait_until_succeeds("cl_status hbstatus >/dev/null 2>&1", timeout=20)
+        node.wait_until_succeeds("cl_status hbstatus >/dev/null 2>&1", timeout=timeout)
     except AssertionError as exc:
         _, log = node.execute("tail -n 25 /var/log/ha-log /var/log/heartbeat.out", timeout=10)
         raise RuntimeError(f"{node.name}: heartbeat did not start (rc {rc}):\n{log}") from exc

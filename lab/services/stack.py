@@ -197,7 +197,9 @@ class SeedStack(Stack):
         disk.bootstrap(primary, secondary, files)
         marker.touch()
         for n in servers:
-            heartbeat.start(n)
+            heartbeat.launch(n)
+        for n in servers:
+            heartbeat.wait_running(n)
 
     def preferred(self, lab: Lab) -> str:
         """The node haresources names first (the seed's primary, lsvm2)."""

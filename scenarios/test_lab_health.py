@@ -1,0 +1,141 @@
+"""The seed's pair, healthy: issue C's acceptance 1-5 on one lab (profile from --lab-profile).
+
+Reads top to bottom like a person checking a fresh install: who holds what, what c1 can resolve
+over UDP and TCP on both VIPs, what the guest and the seed's reserved MACs get, that what the
+seed keeps local never reaches the router's resolver, and that the registrar heard from lsvm2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from lab.lab import Lab
+from lab.node import Node
+from lab.services.health import readiness, wait_ready
+from lab.services.registrar import updates
+
+pytestmark = [pytest.mark.lab]
+
+VIP4 = "192.168.1.4"
+VIP6 = "2001:db8:4100:13c2:0:ffff:c0a8:104"
+PY = "/work/main/.venv/bin/python"
+
+
+@pytest.fixture(scope="module")
+def seed_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (namespaces)")
+    profile = request.config.getoption("--lab-profile")
+    lab = Lab.create(f"health{os.getpid()}", profile=profile, stack="seed")
+    try:
+        lab.up()
+        waited = wait_ready(lab, timeout=120)
+        print(f"lab {lab.name} (profile {profile}) ready {waited:.1f} s after up() returned")
+        yield lab
+    finally:
+        lab.down()
+
+
+def ask(node: Node, server: str, name: str, rdtype: str = "A", proto: str = "udp") -> str:
+    rc, out = node.execute(f"{PY} -m lab.services.ask {server} {name} {rdtype} {proto}")
+    assert rc == 0, out
+    return out.strip()
+
+
+def resolver_queries(lab: Lab) -> list[str]:
+    text = lab["rtbr1"].path("/var/log/resolver.log").read_text()
+    return [line for line in text.splitlines() if " query[" in line]
+
+
+# 1 ---------------------------------------------------------------------------------------------
+def test_lsvm2_holds_everything_lsvm1_runs_heartbeat_only(seed_lab: Lab) -> None:
+    status = seed_lab.status()
+    checks = readiness(seed_lab, status)
+    assert all(checks.values()), checks
+    assert status["vip"] == {VIP4: "lsvm2", "192.168.3.4": "lsvm2", VIP6: "lsvm2",
+                             "2001:db8:4100:13c2:0:ffff:c0a8:304": "lsvm2"}
+    assert status["services"]["lsvm1"] == {"heartbeat": True, "dnsmasq": False,
+                                           "ddclient": False}
+    assert status["mounts"] == {"lsvm1": [], "lsvm2": ["/srv/drbd0"]}
+    assert {n: d["role"] for n, d in status["drbd"].items()} == {"lsvm1": "Secondary",
+                                                                  "lsvm2": "Primary"}
+
+
+# 2 ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+@pytest.mark.parametrize("server", [VIP4, VIP6])
+def test_c1_resolves_the_seed_names(seed_lab: Lab, server: str, proto: str) -> None:
+    c1 = seed_lab["c1"]
+    assert ask(c1, server, "lsvm1.internal.thesteins.org", "A", proto).endswith(
+        "IN A 192.168.1.6")
+    assert ask(c1, server, "rtbr1.internal.thesteins.org", "A", proto).endswith(
+        "IN A 192.168.1.1")
+    assert "IN CNAME lsvm4.internal.thesteins.org." in ask(
+        c1, server, "smtp.internal.thesteins.org", "A", proto)
+    assert ask(c1, server, "example.com", "A", proto).endswith("IN A 203.0.113.80")
+    assert ask(c1, server, "whoami.hapair.lab", "TXT", proto).endswith('"lsvm2"')
+
+
+def test_c1_dhcp_name_resolves_both_ways_and_has_slaac(seed_lab: Lab) -> None:
+    c1 = seed_lab["c1"]
+    leases = c1.path("/var/lib/dhcp/dhclient.leases").read_text()
+    address = leases.split("fixed-address ")[-1].split(";")[0]
+    assert "option domain-name \"internal.thesteins.org\"" in leases
+    assert "option domain-name-servers 192.168.1.4" in leases
+    assert ask(c1, VIP4, "c1.internal.thesteins.org").endswith(f"IN A {address}")
+    assert ask(c1, VIP4, address, "PTR").endswith("IN PTR c1.internal.thesteins.org.")
+    addrs = [a.split()[0] for a in c1.addresses()["eth0"]]
+    prefix = ipaddress.ip_network("2001:db8:4100:13c2::/64")
+    slaac = [a for a in addrs if ":" in a and ipaddress.ip_interface(a).ip in prefix]
+    assert slaac, f"c1 has no SLAAC address from dnsmasq's RA: {addrs}"
+
+
+# 3 ---------------------------------------------------------------------------------------------
+def test_guest_lease_router_dns_and_name(seed_lab: Lab) -> None:
+    g1 = seed_lab["g1"]
+    leases = g1.path("/var/lib/dhcp/dhclient.leases").read_text()
+    address = leases.split("fixed-address ")[-1].split(";")[0]
+    assert address.startswith("192.168.3.")
+    assert "option routers 192.168.3.1" in leases
+    assert "option domain-name-servers 192.168.3.1" in leases
+    assert ask(seed_lab["c1"], VIP4, "g1.guest.thesteins.org").endswith(f"IN A {address}")
+
+
+def dhcp(node: Node, mac: str) -> dict[str, object]:
+    out = node.succeed(f"{PY} -m lab.services.dhcpask eth0 {mac}")
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def test_the_seeds_reserved_macs(seed_lab: Lab) -> None:
+    c1 = seed_lab["c1"]
+    assert dhcp(c1, "53:54:01:11:43:e7")["acked"] == "192.168.1.235"
+    named = dhcp(c1, "06:34:24:47:9a:3d")
+    assert named["hostname"] == "ad1g2"
+    assert ask(c1, VIP4, "AD1G2.internal.thesteins.org").endswith(f"IN A {named['acked']}")
+
+
+# 4 ---------------------------------------------------------------------------------------------
+def test_what_the_seed_keeps_local_stays_local(seed_lab: Lab) -> None:
+    c1 = seed_lab["c1"]
+    before = len(resolver_queries(seed_lab))
+    for name, rdtype in (("nosuchhost.internal.thesteins.org", "A"), ("nosuchhost", "A"),
+                         ("192.168.77.9", "PTR")):
+        assert ask(c1, VIP4, name, rdtype).startswith("NXDOMAIN"), name
+    assert resolver_queries(seed_lab)[before:] == []
+    inet = seed_lab["inet"]
+    assert ask(inet, "203.0.113.1", "lsvm1.internal.thesteins.org").startswith("NXDOMAIN")
+    assert not ask(inet, VIP4, "lsvm1.internal.thesteins.org").startswith("NOERROR")
+
+
+# 5 ---------------------------------------------------------------------------------------------
+def test_registrar_recorded_an_update_from_lsvm2(seed_lab: Lab) -> None:
+    got = [u for u in updates(seed_lab["inet"]) if u["accepted"]]
+    assert {u["host"] for u in got if u["node"] == "lsvm2"} >= {"@", "imap", "smtp"}
+    assert all(u["tls"] and u["ip"] == "203.0.113.1" for u in got)
+    assert not [u for u in got if u["node"] == "lsvm1"]
