@@ -102,6 +102,7 @@ class Replicator:
         self.pending: dict[int, Pending] = {}
         self.last_rx = 0.0
         self.loop_dev: str | None = None
+        self.holder: subprocess.Popen[str] | None = None
         self.fd: int | None = None
         self.md: Metadata | None = None
         self.dstate = "Diskless"
@@ -792,7 +793,8 @@ class Replicator:
     def _busy(self) -> str | None:
         if self.loop_dev is None:
             return None
-        return device.in_use(self.loop_dev, self.me.device)
+        holder = self.holder.pid if self.holder is not None else None
+        return device.in_use(self.loop_dev, exclude=holder)
 
     def primary(self, force: bool) -> None:
         with self.lock:
@@ -852,7 +854,17 @@ class Replicator:
         self.emit("change")
 
     def _expose(self) -> None:
-        loop = device.attach_loop(self.fuse_file)
+        """A self-clearing loop device held by ``loopholder``, then ``/dev/drbdN`` over it."""
+        holder = subprocess.Popen([sys.executable, "-m", "lab.replicator.loopholder",
+                                   self.fuse_file], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stderr is not None
+        loop = holder.stdout.readline().strip()
+        if not loop.startswith("/dev/loop"):
+            holder.wait(10)
+            raise device.DeviceError(f"loop device over {self.fuse_file}: "
+                                     f"{holder.stderr.read().strip()[-300:]}")
+        self.holder = holder
         backing = device.loop_backing(loop) or self.fuse_file
         if self.records:
             _record(self.records, {"kind": "loop", "device": loop, "backing": backing,
@@ -862,9 +874,13 @@ class Replicator:
 
     def _unexpose(self) -> None:
         loop, self.loop_dev = self.loop_dev, None
-        if loop is not None:
-            device.detach_loop(loop)
+        holder, self.holder = self.holder, None
         device.make_secondary_node(self.me.device, self.fuse_file)
+        if holder is not None:
+            holder.terminate()  # our own child, by its Popen: autoclear detaches the loop
+            holder.wait(10)
+        if loop is not None and device.loop_backing(loop) == self.fuse_file:
+            device.detach_loop(loop)  # still bound (autoclear raced an opener): detach now
 
     # == control ==================================================================================
     def control_server(self) -> None:

@@ -1,7 +1,8 @@
 """Exposing the replicated file as ``/dev/drbdN`` inside a node, and taking it away again.
 
-While Primary, ``/dev/drbdN`` is a real block device: a loop device over the FUSE-served file,
-with a device node made in the node's private ``/dev`` (major:minor of the loop). While
+While Primary, ``/dev/drbdN`` is a real block device: a loop device over the FUSE-served file
+(set up and held by ``loopholder``), with a device node made in the node's private ``/dev``
+(major:minor of the loop). While
 Secondary it is a symlink to the FUSE file, whose ``open`` fails with EMEDIUMTYPE -- what DRBD
 answers when someone opens a Secondary. Only the daemon's control thread calls this (never a
 FUSE worker), so loop set-up and tear-down never wait on the daemon's own I/O.
@@ -11,43 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
 import subprocess
 from pathlib import Path
 
-LOOP_MAJOR = 7
-LOOP_CTL_GET_FREE = 0x4C82
-
 
 class DeviceError(RuntimeError):
     pass
-
-
-def free_loop() -> str:
-    """Ask the kernel for a free loop device; make its node if the private /dev lacks it."""
-    fd = os.open("/dev/loop-control", os.O_RDWR)
-    try:
-        n = fcntl.ioctl(fd, LOOP_CTL_GET_FREE)
-    finally:
-        os.close(fd)
-    path = f"/dev/loop{n}"
-    if not os.path.exists(path):
-        os.mknod(path, 0o660 | stat.S_IFBLK, os.makedev(LOOP_MAJOR, n))
-    return path
-
-
-def attach_loop(backing: str, tries: int = 5) -> str:
-    """``losetup`` a free loop device over ``backing``; returns ``/dev/loopN``."""
-    last = ""
-    for _ in range(tries):
-        dev = free_loop()
-        r = subprocess.run(["losetup", dev, backing], capture_output=True, text=True)
-        if r.returncode == 0:
-            return dev
-        last = r.stderr.strip()  # raced with another user of that loop device: try again
-    raise DeviceError(f"losetup {backing}: {last}")
 
 
 def loop_backing(dev: str) -> str | None:
@@ -57,8 +29,9 @@ def loop_backing(dev: str) -> str | None:
         return None
 
 
-def in_use(dev: str, minor_path: str) -> str | None:
-    """Why ``dev`` (the loop under ``minor_path``) counts as open, or None.
+def in_use(dev: str, exclude: int | None = None) -> str | None:
+    """Why ``dev`` (the loop under /dev/drbdN) counts as open, or None; ``exclude``: the pid
+    of the process that holds it for us.
 
     A mount holds it exclusively (O_EXCL open fails with EBUSY); any other opener shows up as
     an fd in /proc of the node's PID namespace.
@@ -76,7 +49,7 @@ def in_use(dev: str, minor_path: str) -> str | None:
         raise
     me = os.getpid()
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == me:
+        if not proc.name.isdigit() or int(proc.name) in (me, exclude):
             continue
         try:
             for fd_link in (proc / "fd").iterdir():
@@ -88,7 +61,6 @@ def in_use(dev: str, minor_path: str) -> str | None:
                     return f"open by pid {proc.name}"
         except (PermissionError, FileNotFoundError, ProcessLookupError):
             continue
-    del minor_path
     return None
 
 
