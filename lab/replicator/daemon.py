@@ -673,9 +673,10 @@ class Replicator:
             s = f.json()
             self.set_state(peer_role=s["role"], pdsk=s["disk"])
         elif t == wire.PING:
-            link.send(wire.PING_ACK)
+            link.send(wire.PING_ACK, b"", f.seq)
         elif t == wire.PING_ACK:
-            pass
+            if f.seq:
+                self._complete(f.seq, True)
         elif t == wire.READ_REQ:
             n = int.from_bytes(f.payload, "big")
             data = os.pread(self.fd, n, f.offset) if self.fd is not None else b""
@@ -959,6 +960,19 @@ class Replicator:
             link = self.link
             if link is not None:
                 self.link_lost(link, "invalidate: resync from peer")
+        elif cmd == "ping":  # round trips through the same path a write takes, for the bench
+            rtts = []
+            for _ in range(int(req.get("count", 100))):
+                link = self.link
+                if link is None:
+                    raise CommandError(10, "not connected")
+                t0 = time.perf_counter()
+                if not self._wait(self._send_request(link, wire.PING, b"", 0, range(0))):
+                    raise CommandError(10, "ping failed")
+                rtts.append((time.perf_counter() - t0) * 1000)
+            rtts.sort()
+            return {"rtt_ms": {"median": round(rtts[len(rtts) // 2], 3),
+                               "p99": round(rtts[int(len(rtts) * 0.99)], 3)}}
         elif cmd == "io-error":
             self.io_error_injected = bool(req.get("on", True))
         elif cmd == "down":
@@ -1047,7 +1061,7 @@ class FuseFile(mfusepy.Operations):  # type: ignore[misc]
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         t0 = time.perf_counter()
-        n = self.r.write(bytes(data), offset)
+        n = self.r.write(data, offset)
         self._count("write", t0, n)
         return n
 
@@ -1136,6 +1150,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-connect", action="store_true")
     ap.add_argument("--records", default=os.environ.get("HAPAIR_LAB_RECORDS"))
     args = ap.parse_args(argv)
+    # FUSE workers, the receiver and the resync sender hand work to each other constantly: a
+    # short GIL switch interval keeps a woken thread from waiting out another's time slice
+    sys.setswitchinterval(float(os.environ.get("HAPAIR_REPL_SWITCH_INTERVAL", "0.0002")))
     private_mount_namespace()
     res = load_dir(args.config_dir)[args.resource]
     r = Replicator(res, socket.gethostname(), args.records)

@@ -79,6 +79,7 @@ class Metadata:
         self.sb = Superblock(data_size=self.data_size)
         self.bitmap = bytearray((self.blocks + 7) // 8)
         self.al: list[int] = []  # hot extents, most recent last
+        self._al_set: set[int] = set()
         self._bits = 0
 
     # -- creation / loading ----------------------------------------------------------------------
@@ -114,6 +115,7 @@ class Metadata:
         if al_raw[:8] == AL_MAGIC:
             (count,) = struct.unpack_from("!I", al_raw, 8)
             md.al = list(struct.unpack_from(f"!{count}Q", al_raw, 12))
+            md._al_set = set(md.al)
         return md
 
     def attach_recovery(self) -> bool:
@@ -132,7 +134,7 @@ class Metadata:
             self.write_bitmap()
             self.sb.crashed_primary = True
             self.sb.primary_ind = False
-            self.al = []
+            self.al, self._al_set = [], set()
             self.write_al()
             self.write_superblock()
             return True
@@ -179,7 +181,7 @@ class Metadata:
             self.sb.current = (self.sb.current & ~1) | (1 if primary else 0)
             self.sb.primary_ind = primary
             if not primary:
-                self.al = []
+                self.al, self._al_set = [], set()
                 self.write_al()
             self.write_superblock()
 
@@ -202,12 +204,13 @@ class Metadata:
         with self.lock:
             changed = False
             for ext in range(first, last + 1):
-                if ext in self.al:
+                if ext in self._al_set:
                     continue
                 self.al.append(ext)
+                self._al_set.add(ext)
                 changed = True
                 if len(self.al) > AL_SLOTS:
-                    self.al.pop(0)  # cold extent: its writes completed long ago
+                    self._al_set.discard(self.al.pop(0))  # cold: its writes completed long ago
             if changed:
                 self.write_al()
 
