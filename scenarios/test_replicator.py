@@ -322,3 +322,14 @@ def test_events_stream_is_monotonic_json(lab: Lab) -> None:
     ts = [e["t_mono"] for e in evs]
     assert ts == sorted(ts) and ts[-1] <= time.clock_gettime(time.CLOCK_MONOTONIC)
     assert os.path.basename(str(service.image_path(lsvm1))) == "drbd0.img"
+
+
+@pytest.mark.skipif(not service.real_drbd(),
+                    reason="this kernel has no DRBD module (/proc/drbd missing): the real-DRBD "
+                           "path (kernel DRBD + the real drbdadm over loop devices) cannot run")
+def test_real_drbd_path_same_res_same_checks(lab: Lab) -> None:
+    """Where the kernel has DRBD, the same .res and the same bootstrap run on the real thing."""
+    lsvm1, lsvm2 = setup_pair(lab)
+    assert service.status(lsvm2)["cstate"] == "Connected"
+    rc, out = lsvm1.execute("dd if=/dev/drbd0 of=/dev/null bs=4k count=1")
+    assert rc != 0 and "Wrong medium type" in out

@@ -106,11 +106,19 @@ def plug_disk(node: Node, name: str = "drbd0", size: int = DEFAULT_SIZE) -> Reso
     img = ensure_image(node, name, size)
     disk = res.host(node.name).disk
     if real_drbd():
-        node.succeed(f"mkdir -p {os.path.dirname(disk)} && "
-                     f"dev=$(losetup --find --show {img}) && ln -sfn $dev {disk}")
+        dev = node.succeed(f"losetup -j {img} | cut -d: -f1 | head -1").strip()
+        if not dev:
+            dev = node.succeed(f"losetup --find --show {img}").strip()
+            node.lab.records.add("loop", device=dev, backing=str(img), node=node.name,
+                                 resource=name)
+        node.succeed(f"mkdir -p {os.path.dirname(disk)} && ln -sfn {dev} {disk}")
     else:
         node.succeed(f"mkdir -p {os.path.dirname(disk)} && ln -sfn {img} {disk}")
-    if not has_metadata(img):
+    if real_drbd():
+        # the real drbdmeta asks before overwriting; a fresh image has nothing to keep
+        node.execute(f"drbdadm dump-md {name} >/dev/null 2>&1 || "
+                     f"echo yes | drbdadm create-md {name}")
+    elif not has_metadata(img):
         node.succeed(f"drbdadm create-md {name}")
     return res
 
@@ -179,6 +187,9 @@ def control(node: Node, request: dict[str, Any], name: str = "drbd0",
 
 
 def full_status(node: Node, name: str = "drbd0") -> dict[str, Any] | None:
+    """The daemon's whole state (or, with kernel DRBD, what drbdadm and /proc/drbd say)."""
+    if real_drbd():
+        return kernel_status(node, name)
     try:
         reply = control(node, {"cmd": "status"}, name, timeout=5)
     except (OSError, ValueError):
@@ -186,9 +197,31 @@ def full_status(node: Node, name: str = "drbd0") -> dict[str, Any] | None:
     return reply["state"] if reply else None
 
 
+def kernel_status(node: Node, name: str = "drbd0") -> dict[str, Any] | None:
+    """The same keys read from the real drbdadm (kernel DRBD), oos from /proc/drbd."""
+    rc, out = node.execute(f"drbdadm role {name} && drbdadm cstate {name} && "
+                           f"drbdadm dstate {name}")
+    lines = out.split()
+    if rc != 0 or len(lines) < 3:
+        return None
+    minor = resource(node, name).host(node.name).minor
+    oos = None
+    rc, proc = node.execute("cat /proc/drbd")
+    for line in proc.splitlines() if rc == 0 else []:
+        if line.strip().startswith(f"{minor}:"):
+            oos = None
+        if "oos:" in line:
+            oos = int(line.split("oos:")[1].split()[0])
+    return {"role": lines[0].split("/")[0], "peer_role": lines[0].partition("/")[2],
+            "cstate": lines[1], "dstate": lines[2].split("/")[0],
+            "pdsk": lines[2].partition("/")[2], "out_of_sync_kib": oos}
+
+
 def status(node: Node, name: str = "drbd0") -> dict[str, Any]:
     """``{"role", "cstate", "dstate", "out_of_sync_kib"}`` for ``lab status --json``."""
-    st = full_status(node, name) if node.state == "running" else None
+    st: dict[str, Any] | None = None
+    if node.state == "running":
+        st = kernel_status(node, name) if real_drbd() else full_status(node, name)
     if st is None:
         return {"role": "Unconfigured", "cstate": "Unconfigured", "dstate": "Unconfigured",
                 "out_of_sync_kib": None}
