@@ -12,6 +12,7 @@ Each function takes nodes of a running lab whose two replicator daemons are up (
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import statistics
 import time
@@ -126,3 +127,45 @@ def resync(primary: Node, secondary: Node, name: str = "drbd0", mib: int = 32,
     return {"written_mib": mib, "out_of_sync_kib_before": oos.get("out_of_sync_kib"),
             "resynced_kib": kib, "seconds": round(wall, 3),
             "mib_per_s": round(kib / 1024 / wall, 1) if wall else None}
+
+
+def link_rtt(primary: Node, name: str = "drbd0", count: int = 300) -> dict[str, Any]:
+    """Round trips through the daemon's request path (what each protocol-C write waits for)."""
+    reply = service.control(primary, {"cmd": "ping", "count": count}, name)
+    return dict(reply["rtt_ms"]) if reply and reply.get("rc") == 0 else {}
+
+
+def _set_protocol(nodes: tuple[Node, ...], name: str, protocol: str) -> str:
+    """Rewrite ``protocol X;`` in every node's .res and restart the daemons; returns the old."""
+    old = "C"
+    for node in nodes:
+        path = node.path(f"/etc/drbd.d/{name}.res")
+        text = path.read_text()
+        m = re.search(r"protocol\s+([ABC])\s*;", text)
+        if m:
+            old = m.group(1)
+            with open(path, "w") as f:  # in place: the node sees it through a bind mount
+                f.write(text[:m.start(1)] + protocol + text[m.end(1):])
+    for node in nodes:
+        node.succeed(f"drbdadm down {name}")
+    for node in nodes:
+        node.succeed(f"drbdadm up {name}")
+    service.wait_connected(nodes[0], name, 60)
+    return old
+
+
+def lease_rewrite_by_protocol(primary: Node, secondary: Node, name: str = "drbd0",
+                              protocols: tuple[str, ...] = ("C", "A"),
+                              n: int = 300) -> dict[str, Any]:
+    """The lease benchmark under each DRBD protocol (the seed uses C; A is asynchronous)."""
+    out: dict[str, Any] = {}
+    original = None
+    try:
+        for proto in protocols:
+            old = _set_protocol((primary, secondary), name, proto)
+            original = original or old
+            out[proto] = lease_rewrite_latency(primary, name, n)
+    finally:
+        if original:
+            _set_protocol((primary, secondary), name, original)
+    return out

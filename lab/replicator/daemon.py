@@ -285,6 +285,11 @@ class Replicator:
             local_ok = self._pwrite(data, offset)
             if link is None and md is not None and local_ok:
                 md.mark_dirty(offset, len(data))
+        if pend is not None and local_ok and self.res.protocol == "A":
+            # asynchronous replication: done once written here and handed to TCP; a later
+            # NEG_ACK or a lost link marks the blocks out of sync
+            self._bound_in_flight()
+            return len(data)
         remote_ok = self._wait(pend) if pend is not None else False
         if pend is not None and not remote_ok and self.md is not None and local_ok:
             self.md.mark_dirty(offset, len(data))
@@ -316,6 +321,8 @@ class Replicator:
         """Forward the flush first, then flush locally: both disks sync at the same time."""
         link = self.link if self.connected() else None
         pend = self._send_request(link, wire.FLUSH, b"", 0, range(0)) if link else None
+        if self.res.protocol == "A":
+            pend = None  # asynchronous: the peer flushes in its own time
         fd = self.fd
         if fd is not None:
             try:
@@ -623,16 +630,30 @@ class Replicator:
         except (OSError, wire.WireError, ValueError) as e:
             self.link_lost(link, f"{type(e).__name__}: {e}")
 
+    def _bound_in_flight(self, limit: int = 2048) -> None:
+        """Protocol A must not queue unboundedly in front of a slow peer."""
+        while len(self.pending) > limit:
+            with self.lock:
+                oldest = next(iter(self.pending.values()), None)
+            if oldest is None or not self._wait(oldest):
+                return
+
     def _complete(self, seq: int, ok: bool, data: bytes = b"") -> None:
         with self.lock:
             p = self.pending.pop(seq, None)
+        if p is not None and not ok and len(p.blocks) and self.md is not None:
+            self.md.mark_dirty(p.blocks.start * BLOCK, len(p.blocks) * BLOCK)
         if p is not None:
             p.ok, p.data = ok, data
             p.done.set()
 
     def dispatch(self, link: wire.Link, f: wire.Frame) -> None:
         t = f.type
-        if t == wire.DATA or t == wire.RS_DATA:
+        if t == wire.DATA and self.res.protocol == "B":
+            link.send(wire.ACK, b"", f.seq)  # protocol B: acknowledged on receipt
+            if self.fd is not None:
+                self._pwrite(f.payload, f.offset)
+        elif t == wire.DATA or t == wire.RS_DATA:
             ok = self._pwrite(f.payload, f.offset) if self.fd is not None else False
             md = self.md
             blocks = range(f.offset // BLOCK, (f.offset + len(f.payload) + BLOCK - 1) // BLOCK)
@@ -693,6 +714,7 @@ class Replicator:
         assert md is not None
         dirty = md.dirty_list()
         i = 0
+        last_progress = time.monotonic()
         try:
             while i < len(dirty):
                 start = dirty[i]
@@ -717,6 +739,12 @@ class Replicator:
                     data = os.pread(fd, n * BLOCK, start * BLOCK)
                     link.send(wire.RS_DATA, data, 0, start * BLOCK)
                 i = j
+                if time.monotonic() - last_progress >= 1.0:
+                    last_progress = time.monotonic()
+                    self.events.emit("resync-progress", side="source",
+                                     done_kib=self.resync_done * BLOCK // 1024,
+                                     total_kib=self.resync_total * BLOCK // 1024,
+                                     role=self.role, cstate=self.cstate, dstate=self.dstate)
             for _ in range(RESYNC_WINDOW):  # wait until every chunk was acknowledged
                 while not window.acquire(timeout=self.res.timeout_s):
                     if self.link is not link:
