@@ -169,3 +169,41 @@ def lease_rewrite_by_protocol(primary: Node, secondary: Node, name: str = "drbd0
         if original:
             _set_protocol((primary, secondary), name, original)
     return out
+
+
+def run_all(lab_name: str = "rbench", size_mib: int = 250, n: int = 300,
+            protocols: tuple[str, ...] = ("C", "A")) -> dict[str, Any]:
+    """Everything ``make bench`` reports for the replicated disk, on a fresh bare lab.
+
+    Creates the lab (lsvm1/lsvm2 only matter), installs the seed's ``drbd0`` resource with a
+    random secret, measures, and removes the lab again.
+    """
+    import secrets
+
+    from lab.lab import Lab
+
+    lab = Lab.create(lab_name, profile="fast", stack="none")
+    try:
+        lab.up()
+        lsvm1, lsvm2 = lab["lsvm1"], lab["lsvm2"]
+        text = service.seed_resource_text(secrets.token_hex(16), "ping-int 2;")
+        for node in (lsvm1, lsvm2):
+            service.write_resource(node, text)
+            service.start(node, "drbd0", size=size_mib * 1024 * 1024)
+        out: dict[str, Any] = {"mode": service.mode(), "size_mib": size_mib}
+        out["full_sync"] = full_sync(lsvm2, lsvm1)
+        out["resync"] = resync(lsvm2, lsvm1, mib=32)
+        out["link_rtt_ms"] = link_rtt(lsvm2)
+        out["lease_rewrite"] = lease_rewrite_by_protocol(lsvm2, lsvm1, protocols=protocols, n=n)
+        return out
+    finally:
+        lab.down()
+
+
+def main() -> int:
+    print(json.dumps(run_all(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -263,3 +263,26 @@ def bootstrap(primary: Node, secondary: Node, name: str = "drbd0", fs: bool = Tr
         primary.succeed(f"mkfs.ext4 -q -F {dev}", timeout=timeout)
     wait_connected(primary, name, timeout)
     primary.succeed(f"drbdadm secondary {name}")
+
+
+SEED_RES = REPO / "fixtures" / "seed" / "drbd0.res"
+
+
+def seed_resource_text(secret: str, net_extra: str = "") -> str:
+    """The seed's ``drbd0.res`` (fixtures/seed) with a real shared secret in place of the
+    placeholder, plus optional ``net`` options (e.g. a shorter ``ping-int`` for tests)."""
+    text = SEED_RES.read_text().replace("SOME_PASSWORD_STRING", secret)
+    if net_extra:
+        text = text.replace("net {\n", "net {\n" + net_extra + "\n", 1)
+    return text
+
+
+def write_resource(node: Node, text: str, name: str = "drbd0") -> None:
+    """Put a resource file on a node, mode 640 like the seed says (it holds the secret)."""
+    path = node.path(f"/etc/drbd.d/{name}.res")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o640)
