@@ -32,7 +32,7 @@ from lab.probes import labview
 from lab.probes.clock import ClockMap, sample_pair
 from lab.probes.fixture import Probes, stop_process
 from lab.probes.pcap import first_reply_from
-from lab.probes.records import DnsSample
+from lab.probes.records import DnsSample, LogEvent
 from lab.timeline import read_jsonl
 
 pytestmark = [pytest.mark.lab]
@@ -41,10 +41,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def healthy(lab: Lab) -> tuple[bool, str]:
-    """Every VIP held by exactly one server, and the IPv4 VIP answering DNS from c1."""
+    """Every VIP held by exactly one server, DRBD Connected/UpToDate on both (else the
+    survivor of a crash cannot become Primary), and the IPv4 VIP answering DNS from c1."""
     holders = labview.vip_holders(lab)
     if any(len(h) != 1 for h in holders.values()):
         return False, f"VIP holders {holders}"
+    drbd = (lab.stack.status(lab).get("drbd") or {}) if lab.stack is not None else {}
+    if not drbd or any(not isinstance(d, dict) or d.get("cstate") != "Connected"
+                       or d.get("dstate") != "UpToDate" for d in drbd.values()):
+        return False, f"DRBD {drbd}"
     rc, out = lab["c1"].execute(
         f"PYTHONPATH={REPO} {sys.executable} -m lab.probes.dns --server {VIP4} "
         "--rate 10 --duration 0.5 --timeout 0.3 --no-neighbours", timeout=10)
@@ -104,6 +109,11 @@ def test_steady_state(seed_lab: Lab, probes: Probes) -> None:
     assert colour_present(img, report.NODE_COLOURS[holder])
 
 
+def answered_by(probes: Probes, node: str) -> bool:
+    return any(isinstance(r, DnsSample) and r.ok and r.node == node and r.server == VIP4
+               for p in probes.streams if p.exists() for r in read_jsonl(p))
+
+
 def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probes) -> None:
     primary = labview.vip_holders(seed_lab)[VIP4][0]
     survivor = next(n.name for n in seed_lab.topology.nodes_with_role("server")
@@ -121,16 +131,23 @@ def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probe
         with probes.dns(rate_hz=50, clients=("c1",), os_mode=False, timeout_s=0.5):
             time.sleep(2.0)
             seed_lab[primary].crash()
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and labview.vip_holders(seed_lab)[VIP4] != (
-                    survivor,):
-                time.sleep(0.2)
-            time.sleep(5.0)  # the survivor's dnsmasq starts after all its VIPs are up
+            # heartbeat takes the group in order: disk, IPv4 VIPs, IPv6 VIPs (the stock agent
+            # blocks seconds per address), then dnsmasq -- wait for the survivor's answers
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not answered_by(probes, survivor):
+                time.sleep(0.5)
+            time.sleep(2.0)
     finally:
         stop_process(tcpdump)
     tl = probes.timeline()
     m = probes.metrics(vip=VIP4)
-    assert m.fault is not None and m.takeover_s is not None, m.to_dict()
+    assert m.fault is not None
+    if m.takeover_s is None:
+        bad = [e.message for e in tl.of(LogEvent) if e.node == survivor
+               and (e.level or "") in ("error", "crit")][:5]
+        pytest.fail(f"no takeover: {survivor} never answered DNS on {VIP4} within 120 s of "
+                    f"the crash; its log says {bad} (the instrument cannot be compared with "
+                    "the wire without a takeover)")
     fault_t = next(f.t for f in tl.records if getattr(f, "fault_id", None) == m.fault)
     wire = first_reply_from(cap, VIP4, survivor_macs, after_wall=clock.to_wall(fault_t))
     assert wire is not None, "no reply from the survivor on the wire"
@@ -143,8 +160,10 @@ def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probe
 def test_lab_measure_json(seed_lab: Lab, tmp_path: Path) -> None:
     out = REPO / "results" / f"measure-test-{os.getpid()}"
     r = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "measure", "--name", seed_lab.name, "--duration",
-         "5", "--dhcp-clients", "5", "--json", "--out", str(out)],
+        # c1 only: the guest VLAN's OS resolver is the router (the seed's choice) and g1 has no
+        # IPv6 route to the vlan3 VIP -- findings measured elsewhere, not this test's subject
+        [sys.executable, "-m", "lab.cli", "measure", "--name", seed_lab.name, "--clients", "c1",
+         "--duration", "5", "--dhcp-clients", "5", "--json", "--out", str(out)],
         capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
