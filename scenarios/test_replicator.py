@@ -275,6 +275,28 @@ def test_frozen_peer_never_blocks_the_primary(lab: Lab) -> None:
     assert state(lsvm2)["out_of_sync_kib"] == 0
 
 
+def test_cable_pull_cuts_replication_and_reconnect_resyncs(lab: Lab) -> None:
+    """The link is real TCP between the nodes' addresses: pulling lsvm1's cable stops
+    replication (the Primary notices within ``timeout``), plugging it back resyncs the gap."""
+    lsvm1, lsvm2 = setup_pair(lab, resource_text("timeout 20;\nping-int 1;"), mkfs=False)
+    lsvm2.succeed("drbdadm primary drbd0")
+    lsvm1.block()
+    try:
+        t0 = time.monotonic()
+        lsvm2.succeed("dd if=/dev/urandom of=/dev/drbd0 bs=1M count=2 seek=1 oflag=direct "
+                      "status=none", timeout=60)
+        assert time.monotonic() - t0 < 4.0
+        st = wait(lsvm2, lambda s: s["cstate"] == "WFConnection", "link loss noticed")
+        assert st["out_of_sync_kib"] >= 2048
+        wait(lsvm1, lambda s: s["cstate"] == "WFConnection", "lsvm1 notices too", timeout=10)
+    finally:
+        lsvm1.unblock()
+    st = service.wait_connected(lsvm1, timeout=60)
+    assert st["last_resync"]["side"] == "target" and st["last_resync"]["kib"] >= 2048
+    lsvm2.succeed("drbdadm secondary drbd0")
+    assert image_digest(lsvm1) == image_digest(lsvm2)
+
+
 def test_drbddisk_start_stop_status_unmodified(lab: Lab) -> None:
     """Acceptance 7: heartbeat's own resource script against our drbdadm."""
     lsvm1, lsvm2 = setup_pair(lab)
