@@ -826,6 +826,10 @@ class Replicator:
         return device.in_use(self.loop_dev, exclude=holder)
 
     def primary(self, force: bool) -> None:
+        # a role change waits for a handshake in flight, as DRBD serialises state changes
+        deadline = time.monotonic() + max(self.res.timeout_s, 1.0)
+        while self.cstate == "WFReportParams" and time.monotonic() < deadline:
+            time.sleep(0.02)
         with self.lock:
             if self.role == "Primary":
                 return
