@@ -41,7 +41,7 @@ def mode() -> str:
     return "drbd-kernel" if real_drbd() else "userspace-replicator"
 
 
-def wrapper_text(records: str | None) -> str:
+def wrapper_text(records: str | None, image_sync: bool = True) -> str:
     lines = [
         "#!/bin/sh",
         "# hapair-lab: DRBD-8.4-compatible drbdadm over the userspace replicator "
@@ -50,6 +50,8 @@ def wrapper_text(records: str | None) -> str:
     ]
     if records:
         lines.append(f"export HAPAIR_LAB_RECORDS={records}")
+    if not image_sync:  # see daemon.Replicator.image_sync
+        lines.append("export HAPAIR_REPL_IMAGE_SYNC=0")
     lines.append(f'exec {sys.executable} -m lab.replicator.drbdadm "$@"')
     return "\n".join(lines) + "\n"
 
@@ -62,13 +64,17 @@ def image_path(node: Node, name: str = "drbd0") -> Path:
     return node.dir / "replicator" / f"{name}.img"
 
 
-def install(node: Node) -> None:
-    """Make the node's private ``/usr/sbin/drbdadm`` (= ``/sbin/drbdadm``) our wrapper."""
+def install(node: Node, image_sync: bool = True) -> None:
+    """Make the node's private ``/usr/sbin/drbdadm`` (= ``/sbin/drbdadm``) our wrapper.
+
+    ``image_sync=False``: flushes do not fdatasync the backing images (see
+    ``daemon.Replicator.image_sync``) -- the lab's faults never lose the host's page cache.
+    """
     if real_drbd():
         return
     target = node.path("/usr/sbin/drbdadm")
     records = str(node.lab.records.path)
-    text = wrapper_text(records)
+    text = wrapper_text(records, image_sync)
     if not target.exists() or target.read_bytes() != text.encode():
         # in place, never rename: the node sees this file through a bind mount of its inode
         with open(target, "wb") as f:
