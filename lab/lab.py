@@ -177,6 +177,10 @@ class Lab:
             say("waiting for IPv6 duplicate address detection")
             for node in self.nodes.values():
                 node.wait_settled()
+            if self.stack is not None:
+                say("waiting for the services to be ready (heartbeat's own start-up waits)")
+                waited = self.stack.wait_ready(self)
+                self.log_event("lab.ready", waited_s=waited)
         except BaseException:
             with suppress(Exception):
                 self.down()

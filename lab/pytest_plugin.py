@@ -9,6 +9,7 @@ side by side) never share or touch each other's labs.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from lab import audits, rootns
 from lab.faults import Nemesis
 from lab.lab import Lab
 from lab.topology import Topology
@@ -97,8 +99,10 @@ LabFactory = Callable[..., Lab]
 
 @pytest.fixture
 def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
-    """Make labs on demand (`lab_factory(stack="seed")`); all are removed after the test."""
+    """Make labs on demand (`lab_factory(stack="seed")`); all are removed after the test, and
+    the root namespace must then be exactly as it was before the first one."""
     made: list[Lab] = []
+    before = rootns.snapshot()
 
     def make(topology: Topology | None = None, profile: str | None = None,
              stack: str = "none", up: bool = True) -> Lab:
@@ -113,23 +117,107 @@ def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
     yield make
     failed = any(getattr(request.node, f"rep_{when}", None) is not None and
                  getattr(request.node, f"rep_{when}").failed for when in ("setup", "call"))
+    keep = failed and request.config.getoption("--keep-labs")
     for lab in made:
         try:
             save_lab_logs(lab, artifact_dir(request) / lab.name)
         finally:
-            if not (failed and request.config.getoption("--keep-labs")):
+            if not keep:
                 lab.down()
+    if made and not keep:
+        problems = [p for lab in made for p in rootns.differences(
+            before, rootns.snapshot(), lab.dir, lab.name)]
+        assert not problems, "the root namespace changed:\n" + "\n".join(problems)
+
+
+def _stack_of(request: pytest.FixtureRequest, default: str) -> str:
+    marker = request.node.get_closest_marker("stack")
+    return str(marker.args[0]) if marker and marker.args else default
+
+
+def _scenario_lab(request: pytest.FixtureRequest, lab_factory: LabFactory,
+                  stack: str) -> Iterator[Lab]:
+    """A fresh lab; with services, ready before the test and audited after it."""
+    made = lab_factory(stack=stack)
+    if made.stack is None:
+        yield made
+        return
+    offsets = _log_offsets(made)
+    yield made
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.passed:
+        _audit(made, request, offsets)
+
+
+def _log_offsets(lab: Lab) -> dict[str, int]:
+    """Where each log ends now: the audit scans only what the test itself produced."""
+    texts = audits.read_logs({n.name: n.dir / "fs" / "var" / "log" for n in lab})
+    return {key: len(text.encode()) for key, text in texts.items()}
+
+
+def _audit(lab: Lab, request: pytest.FixtureRequest, offsets: dict[str, int]) -> None:
+    marker = request.node.get_closest_marker("audit")
+    skip = list(marker.kwargs.get("skip", ())) if marker else []
+    ignore = list(marker.kwargs.get("ignore", ())) if marker else []
+    settle = float(marker.kwargs.get("settle", 60)) if marker else 60.0
+    deadline = time.monotonic() + settle
+    while True:
+        status = lab.status()
+        findings = audits.state_findings(status, skip)
+        if not findings or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if "logs" not in skip:
+        logs = audits.read_logs({n.name: n.dir / "fs" / "var" / "log" for n in lab}, offsets)
+        findings += audits.log_findings(logs, ignore)
+    if findings:
+        evidence = {k: status.get(k) for k in ("vip", "services", "drbd", "heartbeat")}
+        pytest.fail("audit failed after the scenario (settled for up to "
+                    f"{settle:.0f} s):\n" + "\n".join(str(f) for f in findings) +
+                    "\nstatus: " + json.dumps(evidence, sort_keys=True), pytrace=False)
 
 
 @pytest.fixture
-def lab(lab_factory: LabFactory) -> Lab:
-    """A fresh bare lab (machines and wires, no services), removed after the test."""
-    return lab_factory()
+def lab(request: pytest.FixtureRequest, lab_factory: LabFactory) -> Iterator[Lab]:
+    """A fresh lab, removed after the test: bare (machines and wires) unless the test is
+    marked ``@pytest.mark.stack("seed")``, in which case the seed's services run, the lab is
+    ready before the test and audited after it."""
+    yield from _scenario_lab(request, lab_factory, _stack_of(request, "none"))
 
 
 @pytest.fixture
-def nemesis(lab: Lab) -> Nemesis:
-    """Faults for the test's `lab`; its random seed is logged in the lab's event log."""
-    made = Nemesis(lab)
+def seed_lab(request: pytest.FixtureRequest, lab_factory: LabFactory) -> Iterator[Lab]:
+    """A fresh lab running the seed's services, ready, and audited after the test."""
+    yield from _scenario_lab(request, lab_factory, "seed")
+
+
+def _the_lab(request: pytest.FixtureRequest) -> Lab:
+    name = "seed_lab" if "seed_lab" in request.fixturenames else "lab"
+    found: Lab = request.getfixturevalue(name)
+    return found
+
+
+@pytest.fixture
+def nemesis(request: pytest.FixtureRequest) -> Nemesis:
+    """Faults for the test's lab; its random seed is logged in the lab's event log."""
+    made = Nemesis(_the_lab(request))
     print(f"nemesis random seed: {made.seed}")
     return made
+
+
+@pytest.fixture
+def probes(request: pytest.FixtureRequest,
+           record_property: Callable[[str, object], None]) -> Iterator[Any]:
+    """DNS and DHCP probes on the test's lab. After the test: timeline.jsonl, metrics.json and
+    timeline.png in the test's artifact directory, and the metrics as JUnit properties."""
+    from lab.probes.fixture import Probes
+    from lab.report import record_properties
+
+    the_lab = _the_lab(request)
+    seed = None
+    if "nemesis" in request.fixturenames:
+        seed = request.getfixturevalue("nemesis").seed
+    made = Probes(the_lab, artifact_dir(request).resolve() / "probes",
+                  run_id=request.node.nodeid, seed=seed)
+    yield made
+    metrics = made.write_artifacts(title=request.node.nodeid)
+    record_properties(record_property, metrics)

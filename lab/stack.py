@@ -36,6 +36,10 @@ class Stack:
     def after_crash(self, node: Node) -> None:
         """The node lost power: clean up host-side resources it held."""
 
+    def wait_ready(self, lab: Lab, timeout: float = 180.0) -> float:
+        """Block until the services serve; return how long that took (0 for no services)."""
+        return 0.0
+
     def status(self, lab: Lab) -> dict[str, Any]:
         """Extra keys for `lab status --json`."""
         return {}
