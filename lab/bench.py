@@ -2,7 +2,7 @@
 
 Numbers go to bench/results.json (and a table on the terminal). Ratios are computed from numbers
 measured in the same run on the same machine, never against remembered values. Other layers add
-their own sections through a `run() -> dict` in `lab.<layer>.bench`.
+their own sections through a `run_all() -> dict` in `lab.<layer>.bench`.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def run_all(only: list[str] | None = None) -> dict[str, Any]:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError:
             continue
-        results[section] = module.run()
+        results[section] = module.run_all()
     return results
 
 
