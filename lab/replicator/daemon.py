@@ -60,7 +60,12 @@ def run_paths(resource: str) -> tuple[str, str, str]:
 
 @dataclass
 class Pending:
+    """A request waiting for the peer. Whoever fails it marks its blocks out of sync at that
+    moment (before any reconnect), so a waiter that wakes late never re-dirties blocks a
+    resync already covered."""
+
     blocks: range
+    link: wire.Link | None = None
     sent: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     ok: bool = False
@@ -294,9 +299,7 @@ class Replicator:
             # NEG_ACK or a lost link marks the blocks out of sync
             self._bound_in_flight()
             return len(data)
-        remote_ok = self._wait(pend) if pend is not None else False
-        if pend is not None and not remote_ok and self.md is not None and local_ok:
-            self.md.mark_dirty(offset, len(data))
+        remote_ok = self._wait(pend) if pend is not None else False  # failure marked the blocks
         if not local_ok and not remote_ok:
             raise mfusepy.FuseOSError(errno.EIO)
         if not local_ok and self.md is not None and self.dstate != "Diskless":
@@ -346,12 +349,13 @@ class Replicator:
             link = self.link if self.connected() else None
             pend = None
             if link is not None:
+                blocks = range(offset // BLOCK, (offset + max(length, 1) - 1) // BLOCK + 1)
                 pend = self._send_request(link, DISCARD, length.to_bytes(8, "big"), offset,
-                                          range(0))
+                                          blocks)
             elif self.md is not None:
                 self.md.mark_dirty(offset, length)
-        if pend is not None and not self._wait(pend) and self.md is not None:
-            self.md.mark_dirty(offset, length)
+        if pend is not None:
+            self._wait(pend)  # a failure marked the range out of sync
 
     @property
     def size(self) -> int:
@@ -362,21 +366,36 @@ class Replicator:
         with self.lock:
             self.seq += 1
             seq = self.seq
-            pend = Pending(blocks)
-            self.pending[seq] = pend
+            pend = Pending(blocks, link)
+            current = self.link is link
+            if current:
+                self.pending[seq] = pend
+        if not current:  # the link went away between the caller's look and now
+            self._fail(pend)
+            return pend
         try:
             link.send(type_, payload, seq, offset)
         except OSError as e:
+            with self.lock:
+                self.pending.pop(seq, None)
+            self._fail(pend)
             self.link_lost(link, f"send failed: {e}")
         return pend
+
+    def _fail(self, p: Pending) -> None:
+        if len(p.blocks) and self.md is not None:
+            self.md.mark_dirty(p.blocks.start * BLOCK, len(p.blocks) * BLOCK)
+        p.ok = False
+        p.done.set()
 
     def _wait(self, pend: Pending) -> bool:
         """Protocol C: wait for the peer; give up after ``timeout`` (ko-count while it pings)."""
         timeout = self.res.timeout_s
         ko = 0
         while not pend.done.wait(timeout):
-            link = self.link
-            if link is None:
+            link = pend.link
+            if link is None or self.link is not link:
+                pend.done.wait(0.1)  # its link is gone: link_lost fails it right away
                 break
             alive = self.last_rx > pend.sent  # it answers something, just not this request
             ko += 1
@@ -605,10 +624,7 @@ class Replicator:
             pend, self.pending = self.pending, {}
             was = self.cstate
         for p in pend.values():
-            if self.md is not None and len(p.blocks):
-                self.md.mark_dirty(p.blocks.start * BLOCK, len(p.blocks) * BLOCK)
-            p.ok = False
-            p.done.set()
+            self._fail(p)
         self.log(f"connection lost ({reason})")
         md = self.md
         if (md is not None and self.role == "Primary" and md.sb.bitmap == 0
@@ -645,11 +661,13 @@ class Replicator:
     def _complete(self, seq: int, ok: bool, data: bytes = b"") -> None:
         with self.lock:
             p = self.pending.pop(seq, None)
-        if p is not None and not ok and len(p.blocks) and self.md is not None:
-            self.md.mark_dirty(p.blocks.start * BLOCK, len(p.blocks) * BLOCK)
-        if p is not None:
-            p.ok, p.data = ok, data
-            p.done.set()
+        if p is None:
+            return
+        if not ok:
+            self._fail(p)
+            return
+        p.ok, p.data = ok, data
+        p.done.set()
 
     def dispatch(self, link: wire.Link, f: wire.Frame) -> None:
         t = f.type
@@ -1009,6 +1027,12 @@ class Replicator:
             rtts.sort()
             return {"rtt_ms": {"median": round(rtts[len(rtts) // 2], 3),
                                "p99": round(rtts[int(len(rtts) * 0.99)], 3)}}
+        elif cmd == "threads":  # diagnostics: where every thread is right now
+            import traceback
+
+            frames = sys._current_frames()
+            return {"threads": {t.name: "".join(traceback.format_stack(frames[t.ident])[-6:])
+                                for t in threading.enumerate() if t.ident in frames}}
         elif cmd == "io-error":
             self.io_error_injected = bool(req.get("on", True))
         elif cmd == "down":
