@@ -48,9 +48,7 @@ def setup_pair(lab: Lab, text: str | None = None, mkfs: bool = True) -> tuple[No
     text = text or resource_text("ping-int 2;")
     lsvm1, lsvm2 = lab["lsvm1"], lab["lsvm2"]
     for node in (lsvm1, lsvm2):
-        path = node.path("/etc/drbd.d/drbd0.res")
-        path.write_text(text)
-        path.chmod(0o640)
+        service.write_resource(node, text)  # created 640: it holds the secret
     for node in (lsvm1, lsvm2):
         service.start(node, "drbd0", size=64 * 1024 * 1024)
     service.bootstrap(lsvm2, lsvm1, "drbd0", fs=mkfs)
