@@ -98,9 +98,10 @@ FINDINGS: tuple[Finding, ...] = (
         id="F7",
         title="upstream `server=fe80::…` has no interface scope",
         seed_says="dnsmasq.conf: `server=fe80::6eb0:ceff:fee1:7018` (no `%enp2s1`)",
-        what_happens="a link-local address means nothing without an interface; dnsmasq accepts "
-        "the line (`--test` passes, log says `using nameserver fe80::…#53`) and the lab records "
-        "whether rtbr1 ever receives a query on its link-local address",
+        what_happens="harmless here, measured: dnsmasq 2.90 accepts the line and the queries do "
+        "arrive — rtbr1's resolver logs `query[A] example.com from fe80::5054:ff:fe63:1e59` "
+        "(lsvm2's link-local, on eth0) next to the same query from 192.168.1.7; dnsmasq asks "
+        "both upstreams. It would break on a host with a second link carrying fe80::/64",
         evidence="lab exec rtbr1 -- grep query /var/log/resolver.log",
         fixed_by_lab=False,
     ),
@@ -134,6 +135,33 @@ FINDINGS: tuple[Finding, ...] = (
         fixed_by_lab=False,
     ),
 )
+
+FINDINGS = (*FINDINGS, Finding(
+    id="F11",
+    title="the reserved MAC 53:54:01:11:43:e7 is a multicast address",
+    seed_says="dnsmasq.conf: `dhcp-host=53:54:01:11:43:e7,192.168.1.235`",
+    what_happens="0x53 has the I/G bit set: no network card can have this MAC (the kernel "
+    "refuses it: `Cannot assign requested address`), so no real device ever gets .235. dnsmasq "
+    "honours it for a DHCP packet whose chaddr says so; the lab's check sends exactly that",
+    evidence="lab exec c1 -- ip link add mv0 link eth0 address 53:54:01:11:43:e7 type macvlan",
+    fixed_by_lab=False,
+))
+
+FINDINGS = (*FINDINGS, Finding(
+    id="F12",
+    title="a short deadtime fails over to nobody: drbddisk gives up before DRBD sees the peer die",
+    seed_says="ha.cf deadtime (10 s in the seed) with drbd0.res at DRBD's default ping-int (10 s); "
+    "drbddisk tries `drbdadm primary` 6 times, 1 s apart",
+    what_happens="measured with deadtime 1.5 s and the seed's .res: lsvm2 lost power at t=0, "
+    "heartbeat ran drbddisk at ~1.5 s, DRBD (the lab's replicator) still saw the peer connected "
+    "and refused Primary until `PingAck did not arrive in time` at 9.7 s; drbddisk gave up at "
+    "~7.5 s, heartbeat logged `CRIT: Giving up resources due to failure of drbddisk::drbd0` and "
+    "no node served DNS/DHCP. The seed's own deadtime 10 s clears DRBD's 10 s only by the "
+    "retries' margin; the fast profile sets `ping-int 1`",
+    evidence="lab up --profile fast with drbd.ping_int_s = 0; lab crash lsvm2; "
+    "lab exec lsvm1 -- grep -A1 drbddisk /var/log/ha-log",
+    fixed_by_lab=False,
+))
 
 BY_ID: dict[str, Finding] = {f.id: f for f in FINDINGS}
 

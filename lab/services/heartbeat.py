@@ -52,12 +52,12 @@ def launch(node: Node) -> None:
 
 def wait_running(node: Node, timeout: float = 20) -> None:
     """Wait until `cl_status hbstatus` answers; on failure the error carries the log's tail."""
-    rc = 0
     try:
         node.wait_until_succeeds("cl_status hbstatus >/dev/null 2>&1", timeout=timeout)
     except AssertionError as exc:
         _, log = node.execute("tail -n 25 /var/log/ha-log /var/log/heartbeat.out", timeout=10)
-        raise RuntimeError(f"{node.name}: heartbeat did not start (rc {rc}):\n{log}") from exc
+        raise RuntimeError(f"{node.name}: heartbeat is not answering after {timeout} s (a "
+                           f"blocked sync(2) shows as D state on super_lock):\n{log}") from exc
 
 
 def stop(node: Node, timeout: float = 120) -> None:

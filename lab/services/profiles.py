@@ -32,6 +32,7 @@ class Profile:
     wfc_timeout_s: int
     degr_wfc_timeout_s: int
     outdated_wfc_timeout_s: int
+    ping_int_s: int | None
     no_ping: bool
 
     @property
@@ -42,7 +43,8 @@ class Profile:
 
 _SECTIONS: dict[str, dict[str, type]] = {
     "heartbeat": {"keepalive_ms": int, "deadtime_ms": int, "warntime_ms": int, "initdead_ms": int},
-    "drbd": {"wfc_timeout_s": int, "degr_wfc_timeout_s": int, "outdated_wfc_timeout_s": int},
+    "drbd": {"wfc_timeout_s": int, "degr_wfc_timeout_s": int, "outdated_wfc_timeout_s": int,
+             "ping_int_s": int},
     "dnsmasq": {"no_ping": bool},
 }
 
@@ -80,6 +82,7 @@ def _profile(src: str, name: str, raw: dict[str, Any]) -> Profile:
     if not isinstance(desc, str):
         raise ProfileError(f"{src}: {name}.description: expected a string")
     vals["keepalive_ms"] = vals["keepalive_ms"] or None
+    vals["ping_int_s"] = vals["ping_int_s"] or None
     prof = Profile(name=name, description=desc, **vals)
     _check_timing(src, prof)
     return prof

@@ -257,6 +257,12 @@ def render_drbd_res(seed: str, profile: Profile, secrets: Secrets) -> tuple[str,
             if new != line.strip():
                 out.change(words[0], line.strip(), new, f"timing profile `{profile.name}`")
             out.lines.append(new)
+        elif words[:1] == ["net"] and profile.ping_int_s is not None:
+            out.lines += [line, f"ping-int {profile.ping_int_s};"]
+            out.change("ping-int", "(not set: DRBD default 10 s)",
+                       f"ping-int {profile.ping_int_s};",
+                       f"timing profile `{profile.name}`: DRBD must notice a dead peer before "
+                       "heartbeat's drbddisk stops retrying", "F12")
         elif DRBD_SECRET_PLACEHOLDER in line:
             out.lines.append(line.replace(DRBD_SECRET_PLACEHOLDER, secrets.drbd_secret))
             out.change("shared-secret", DRBD_SECRET_PLACEHOLDER, "(random per lab, mode 640)",

@@ -15,6 +15,7 @@ heartbeat.initdead_ms = 3000
 drbd.wfc_timeout_s = 10
 drbd.degr_wfc_timeout_s = 10
 drbd.outdated_wfc_timeout_s = 10
+drbd.ping_int_s = 1
 dnsmasq.no_ping = true
 """
 
@@ -25,7 +26,8 @@ def test_shipped_profiles_match_the_seed_and_the_brief() -> None:
     assert (seed.deadtime_ms, seed.initdead_ms, seed.warntime_ms) == (10000, 20000, 5000)
     assert seed.keepalive_ms is None and seed.effective_keepalive_ms == 2000
     assert (seed.wfc_timeout_s, seed.degr_wfc_timeout_s, seed.outdated_wfc_timeout_s) == (10,) * 3
-    assert not seed.no_ping
+    assert not seed.no_ping and seed.ping_int_s is None
+    assert fast.ping_int_s == 1
     assert fast.keepalive_ms is not None and 200 <= fast.keepalive_ms <= 500
     assert 1000 <= fast.deadtime_ms <= 2000
     assert fast.warntime_ms < fast.deadtime_ms <= fast.initdead_ms

@@ -75,7 +75,8 @@ def test_fast_profile_changes_timing_visibly() -> None:
     ha = parse_ha_cf(cfg.file("/etc/ha.d/ha.cf").content)
     assert ha.time_ms("keepalive") == 250 and ha.time_ms("deadtime") == 1500
     keys = {c.key for c in cfg.changes if "fast" in c.why}
-    assert {"deadtime", "initdead", "warntime", "keepalive", "no-ping"} <= keys
+    assert {"deadtime", "initdead", "warntime", "keepalive", "no-ping", "ping-int"} <= keys
+    assert "net {\nping-int 1;\n" in cfg.file("/etc/drbd.d/drbd0.res").content
 
 
 def test_haresources_arguments_split_like_heartbeat() -> None:
