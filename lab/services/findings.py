@@ -32,7 +32,7 @@ FINDINGS: tuple[Finding, ...] = (
         what_happens="dnsmasq starts anyway, logs `failed to load names from "
         "/media/drbd0/dnsmasq/banner_add_hosts`, and every static name (rtbr1, lsvm1, lsvm2, "
         "linuxserver) is NXDOMAIN: `local=/internal.thesteins.org/` keeps the miss local",
-        evidence="lab up --keep-finding F1; lab exec c1 -- getent hosts "
+        evidence="HAPAIR_KEEP_FINDINGS=F1 lab up; lab exec c1 -- getent hosts "
         "lsvm1.internal.thesteins.org; lab exec lsvm2 -- grep 'failed to load' /var/log/syslog",
         fixed_by_lab=True,
     ),
@@ -48,7 +48,7 @@ FINDINGS: tuple[Finding, ...] = (
         "point at the dead node for DNS and routing until they renew; guests get an lsvm as "
         "router. Measured: dhclient lease `option routers 192.168.1.7; option "
         "domain-name-servers 192.168.1.7`",
-        evidence="lab up --keep-finding F2; lab exec c1 -- cat /var/lib/dhcp/dhclient.leases",
+        evidence="HAPAIR_KEEP_FINDINGS=F2 lab up; lab exec c1 -- cat /var/lib/dhcp/dhclient.leases",
         fixed_by_lab=True,
     ),
     Finding(
@@ -58,7 +58,7 @@ FINDINGS: tuple[Finding, ...] = (
         what_happens="heartbeat's ResourceManager splits haresources on blanks: `IPv6addr::` "
         "becomes a resource with no address and `2601:...` a resource script name that does not "
         "exist (`Cannot locate resource script`), so the IPv6 VIPs are never configured",
-        evidence="lab up --keep-finding F3; lab exec lsvm2 -- grep -i 'resource script' "
+        evidence="HAPAIR_KEEP_FINDINGS=F3 lab up; lab exec lsvm2 -- grep -i 'resource script' "
         "/var/log/ha-log",
         fixed_by_lab=True,
     ),
@@ -77,9 +77,11 @@ FINDINGS: tuple[Finding, ...] = (
         title="both IPv6 VIPs sit in the same /64 on two different VLANs",
         seed_says="haresources: `…c0a8:0104/64/enp2s1` and `…c0a8:0304/64/enp2s1.3`, both in "
         "2601:40f:4100:13c2::/64",
-        what_happens="the active node gets two on-link routes for one /64 (enp2s1 and enp2s1.3); "
-        "answers to VLAN1 clients may leave on VLAN3's interface; dnsmasq's RA runs on enp2s1 "
-        "only, so VLAN3 clients get no IPv6 at all",
+        what_happens="the active node gets two on-link routes for one /64 (enp2s1 and "
+        "enp2s1.3), so which VLAN it uses to reach an address of that prefix is the kernel's "
+        "choice; and because enp2s1.3 then holds an address in the prefix, dnsmasq's "
+        "`constructor:enp2s1` range also sends RAs on enp2s1.3 (seen: `RTR-ADVERT(enp2s1.3) "
+        "2001:db8:4100:13c2::`), putting guests in the internal /64",
         evidence="lab exec lsvm2 -- ip -6 route show 2001:db8:4100:13c2::/64",
         fixed_by_lab=False,
     ),
