@@ -14,7 +14,8 @@ RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 # Debian packages the lab runs (the real daemons) or needs to build nodes and probe them.
 APT_PACKAGES := dnsmasq heartbeat drbd-utils ddclient isc-dhcp-client nftables iproute2 \
 	tcpdump fuse3 libfuse3-3 tini psmisc e2fsprogs util-linux procps iputils-ping \
-	iputils-arping kmod openssl ca-certificates tmux python3-venv
+	iputils-arping kmod openssl ca-certificates tmux python3-venv \
+	libio-socket-ssl-perl
 
 .PHONY: help setup host-packages lab-up lab-down test bench lint clean
 

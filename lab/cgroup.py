@@ -97,9 +97,17 @@ class Cgroup:
         else:
             (self.path / "cgroup.freeze").write_text("1" if frozen else "0")
 
-    def kill_all(self, timeout: float = 5.0) -> None:
-        """SIGKILL every process, thaw so frozen ones can die, wait until the cgroup is empty."""
-        deadline = time.monotonic() + timeout
+    def kill_all(self, timeout: float = 5.0, fuse_ids: set[int] | None = None) -> None:
+        """SIGKILL every process, thaw so frozen ones can die, wait until the cgroup is empty.
+
+        A process stuck on a dead FUSE daemon of this cgroup cannot die; after a second its
+        FUSE connections are aborted (see lab.fuse)."""
+        from lab import fuse
+        if fuse_ids is None:
+            fuse_ids = fuse.connections_of(self.pids())
+        aborted = False
+        started = time.monotonic()
+        deadline = started + timeout
         while True:
             pids = self.pids()
             if not pids:
@@ -109,6 +117,9 @@ class Cgroup:
                     os.kill(pid, signal.SIGKILL)
             if self.frozen():
                 self.thaw()
+            if fuse_ids and not aborted and time.monotonic() - started > 1.0:
+                fuse.abort(fuse_ids)
+                aborted = True
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.path}: processes {pids} survived SIGKILL")
             time.sleep(0.01)

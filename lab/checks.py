@@ -392,6 +392,7 @@ class Metrics:
     split_brain_s: float = 0.0
     split_brain_answers_s: float = 0.0
     dhcp_clients: int = 0
+    real_dhcp_clients: dict[str, str] = field(default_factory=dict)  # client -> last state
     dhcp_bound_at_end: int = 0
     dhcp_outage_s: float = 0.0
     dhcp_naks: int = 0
@@ -407,6 +408,11 @@ class Metrics:
         return asdict(self)
 
 
+def is_real_client(event: DhcpEvent) -> bool:
+    """Events of a real OS DHCP client (isc dhclient's hook), not of the simulated fleet."""
+    return (event.probe or "").startswith("dhclient@")
+
+
 def answered_by(samples: Iterable[DnsSample]) -> dict[str, dict[str, int]]:
     """server → node → good replies (``?`` for replies whose node could not be told)."""
     out: dict[str, Counter[str]] = defaultdict(Counter)
@@ -420,7 +426,11 @@ def metrics(tl: Timeline, vip: str | None = None, fault_id: str | None = None) -
     """All checks over one timeline. ``vip`` narrows takeover to one address; ``fault_id``
     picks the fault (default: the first one)."""
     samples = tl.of(DnsSample)
-    dhcp = tl.of(DhcpEvent)
+    # the fleet's clients are the DHCP metrics; real OS clients (isc dhclient) are reported
+    # beside them, so that a fleet of N is still N with c1's own dhclient on the same VLAN
+    all_dhcp = tl.of(DhcpEvent)
+    dhcp = [e for e in all_dhcp if not is_real_client(e)]
+    real = [e for e in all_dhcp if is_real_client(e)]
     t_end = tl.t_end or 0.0
     fault = first_fault(tl.records, fault_id)
     outs = outages(samples)
@@ -445,6 +455,7 @@ def metrics(tl: Timeline, vip: str | None = None, fault_id: str | None = None) -
     m.split_brain_answers_s = max(split_brain_answers_s(samples).values(), default=0.0)
     clients = {e.client for e in dhcp}
     m.dhcp_clients = len(clients)
+    m.real_dhcp_clients = {e.client: e.state for e in sorted(real, key=lambda e: e.t)}
     m.dhcp_bound_at_end = len(bound_at(dhcp, fleet_end(dhcp, t_end)))
     m.dhcp_outage_s = dhcp_outage_s(dhcp, t_end)
     m.dhcp_naks = sum(1 for e in dhcp if e.event == "nak")

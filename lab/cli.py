@@ -14,7 +14,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab.lab import DEFAULT_TOPOLOGY, PROFILES, Lab, LabExists, LabNotFound, resolve_lab_name
+from lab.lab import (
+    DEFAULT_TOPOLOGY,
+    PROFILES,
+    ConfigurationError,
+    Lab,
+    LabExists,
+    LabNotFound,
+    resolve_lab_name,
+)
 from lab.node import NodeError, WaitTimeout
 from lab.stack import available_stacks
 from lab.state import LabStateError, known_labs, teardown
@@ -42,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return handler(args)
-    except TopologyError as exc:
+    except (TopologyError, ConfigurationError) as exc:
         for problem in exc.problems:
             err.print(problem, markup=False, highlight=False)
         return EXIT_BAD_INPUT
@@ -71,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--topology", default=str(DEFAULT_TOPOLOGY))
     up.add_argument("--stack", choices=["none", "seed"], default=None,
                     help="services to run (default: seed when available)")
+    up.add_argument("--keep-finding", action="append", default=[], metavar="ID",
+                    help="leave the seed's problem ID unfixed (see `lab findings`), e.g. F1")
     up.set_defaults(handler=cmd_up)
 
     down = named(sub.add_parser("down", help="remove a lab and everything it made"))
@@ -122,7 +132,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
     stack = args.stack or ("seed" if "seed" in available_stacks() else "none")
     name = args.name or os.environ.get("LAB_NAME") or "hapair"
-    lab = Lab.create(name, topology, profile=args.profile, stack=stack)
+    options = {"keep_findings": args.keep_finding} if stack == "seed" else {}
+    lab = Lab.create(name, topology, profile=args.profile, stack=stack, **options)
     started = time.monotonic()
     with console.status(f"[bold]lab {name}[/]: starting") as spinner:
         last = [started]

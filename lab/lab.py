@@ -40,6 +40,14 @@ class LabNotFound(LabStateError):
     pass
 
 
+class ConfigurationError(ValueError):
+    """The services' configuration does not pass its lint; `problems` are its lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
 class Lab:
     def __init__(self, name: str, topology: Topology, profile: str, stack: Stack | None,
                  stack_name: str) -> None:
@@ -76,13 +84,18 @@ class Lab:
     # -- creation ---------------------------------------------------------------------------------
     @classmethod
     def create(cls, name: str, topology: Topology | None = None, profile: str = "fast",
-               stack: str = "none") -> Lab:
-        """Claim `name` and write the lab's identity; nothing runs yet."""
+               stack: str = "none", **stack_options: Any) -> Lab:
+        """Claim `name` and write the lab's identity; nothing runs yet. The stack's own check
+        (`lab lint` for the seed) runs first: a broken configuration creates nothing."""
         check_lab_name(name)
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
         topology = topology or load_topology(DEFAULT_TOPOLOGY)
-        stack_obj = make_stack(stack, profile)
+        stack_obj = make_stack(stack, profile, **stack_options)
+        if stack_obj is not None:
+            problems = stack_obj.check(topology)
+            if problems:
+                raise ConfigurationError(problems)
         labs_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
         lab_dir = labs_dir() / name
         try:
@@ -106,12 +119,15 @@ class Lab:
         except FileNotFoundError:
             raise LabNotFound(f"no lab named {name!r} (see `lab list`)") from None
         topology = load_topology(lab_dir / "topology.toml")
-        stack = make_stack(identity["stack"], identity["profile"])
+        stack = make_stack(identity["stack"], identity["profile"],
+                           **identity.get("stack_options", {}))
         lab = cls(name, topology, identity["profile"], stack, identity["stack"])
         return lab
 
     def _write_identity(self, network_mode: str | None, **extra: Any) -> None:
+        options = self.stack.options_record() if self.stack is not None else {}
         identity = {"name": self.name, "profile": self.profile, "stack": self.stack_name,
+                    "stack_options": options,
                     "network_mode": network_mode, "created": time.time(),
                     "topology": self.topology.source, "creator_pid": os.getpid(), **extra}
         tmp = self.dir / "lab.json.tmp"

@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -225,21 +226,26 @@ class Node:
     def _kill(self) -> None:
         # PID 1 first: the kernel then kills the whole PID namespace and `unshare` reaps PID 1,
         # instead of both dying at once and leaving PID 1 a zombie for the host's init to reap
+        from lab import fuse
+        fuse_ids = fuse.connections_of(self.cgroup.pids())
         runtime = self.runtime
         if runtime is not None:
             ProcessRef(runtime.init_pid, runtime.init_start).kill()
             if self.cgroup.frozen():
                 self.cgroup.thaw()  # SIGKILL is delivered before any frozen code runs again
             unshare = ProcessRef(runtime.unshare_pid, runtime.unshare_start)
-            if self._popen is not None:
-                self._popen.wait()
-            else:
-                wait_for(lambda: not unshare.alive(), 5, lambda: f"{self.name}: unshare to exit")
-        self.cgroup.kill_all()
+            with suppress(WaitTimeout):
+                wait_for(lambda: not unshare.alive() or self._reaped(), 2,
+                         lambda: f"{self.name}: unshare to exit")
+        self.cgroup.kill_all(fuse_ids=fuse_ids)
         if self._popen is not None:
-            self._popen.wait()
+            self._popen.wait(timeout=10)
             self._popen = None
         (self.dir / "runtime.json").unlink(missing_ok=True)
+
+    def _reaped(self) -> bool:
+        """Reap our own `unshare` child if it exited (it is a zombie until then)."""
+        return self._popen is not None and self._popen.poll() is not None
 
     def _require_running(self) -> None:
         if self.runtime is None:

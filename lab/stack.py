@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lab.lab import Lab
     from lab.node import Node
+    from lab.topology import Topology
 
 # stack name -> "module:factory"; the factory takes the profile name
 STACKS: dict[str, str] = {
@@ -36,6 +37,14 @@ class Stack:
     def after_crash(self, node: Node) -> None:
         """The node lost power: clean up host-side resources it held."""
 
+    def options_record(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this stack in another process (kept in lab.json)."""
+        return {}
+
+    def check(self, topology: Topology) -> list[str]:
+        """Problems that must stop `lab up` before anything is created (``file:line: ...``)."""
+        return []
+
     def wait_ready(self, lab: Lab, timeout: float = 180.0) -> float:
         """Block until the services serve; return how long that took (0 for no services)."""
         return 0.0
@@ -45,7 +54,7 @@ class Stack:
         return {}
 
 
-def make_stack(name: str, profile: str) -> Stack | None:
+def make_stack(name: str, profile: str, **options: Any) -> Stack | None:
     if name == "none":
         return None
     try:
@@ -54,7 +63,7 @@ def make_stack(name: str, profile: str) -> Stack | None:
         raise ValueError(f"unknown stack {name!r} (known: none, {', '.join(STACKS)})") from None
     module_name, _, factory = target.partition(":")
     module = importlib.import_module(module_name)
-    stack: Stack = getattr(module, factory)(profile)
+    stack: Stack = getattr(module, factory)(profile, **options)
     return stack
 
 

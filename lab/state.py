@@ -189,7 +189,9 @@ def _detach_loop(entry: dict[str, Any]) -> bool:
     except FileNotFoundError:
         return False  # already detached
     recorded = str(entry.get("backing", ""))
-    if recorded and current.removesuffix(" (deleted)") != recorded:
+    current = current.removesuffix(" (deleted)")
+    # once its mount namespace is gone the kernel shows the backing file by its last component
+    if recorded and current not in (recorded, "/" + Path(recorded).name):
         return False  # reused by someone else since
     result = subprocess.run(["losetup", "-d", device], capture_output=True, text=True)
     return result.returncode == 0

@@ -10,12 +10,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from lab.lab import Lab
 from lab.node import Node
+from lab.pytest_plugin import RESULTS, save_lab_logs
 from lab.services.health import readiness, wait_ready
 from lab.services.registrar import updates
 
@@ -23,7 +26,9 @@ pytestmark = [pytest.mark.lab]
 
 VIP4 = "192.168.1.4"
 VIP6 = "2001:db8:4100:13c2:0:ffff:c0a8:104"
-PY = "/work/main/.venv/bin/python"
+REPO = Path(__file__).resolve().parents[1]
+# the node runs this checkout's code with this test run's interpreter (CI clones elsewhere)
+PY = f"PYTHONPATH={REPO} {sys.executable}"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,11 @@ def seed_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         print(f"lab {lab.name} (profile {profile}) ready {waited:.1f} s after up() returned")
         yield lab
     finally:
-        lab.down()
+        try:
+            run_dir = RESULTS / str(request.config.hapair_run_id)  # type: ignore[attr-defined]
+            save_lab_logs(lab, run_dir / "scenarios_test_lab_health.py" / lab.name)
+        finally:
+            lab.down()
 
 
 def ask(node: Node, server: str, name: str, rdtype: str = "A", proto: str = "udp") -> str:

@@ -284,3 +284,12 @@ def test_takeover_when_the_fault_hits_both_servers() -> None:
     # a network-wide fault with no targets (switch reboot)
     sw = FaultEvent(t=5.0, phase="start", fault="switch_reboot", fault_id="s")
     assert checks.takeover_s(samples, sw) == pytest.approx(2.001)
+
+
+def test_real_dhclient_is_reported_beside_the_fleet_not_counted_in_it() -> None:
+    fleet = [d(0, MAC1, "send", "DISCOVER"), d(0.01, MAC1, "bound", address="192.168.1.21")]
+    real = [DhcpEvent(t=0.5, client="c1:eth0", event="bound", state="BOUND",
+                      address="192.168.1.50", probe="dhclient@c1")]
+    m = checks.metrics(tl(fleet, real))
+    assert (m.dhcp_clients, m.dhcp_bound_at_end) == (1, 1)
+    assert m.real_dhcp_clients == {"c1:eth0": "BOUND"}

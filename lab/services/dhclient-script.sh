@@ -10,6 +10,11 @@ mask2len() {
     done
     unset IFS; echo $n
 }
+# every transition as a JSON line on CLOCK_MONOTONIC, for the lab's timeline (lab.timeline)
+printf '{"t_mono":%s,"reason":"%s","interface":"%s","ip":"%s","server_id":"%s","lease_s":"%s"}\n' \
+    "$(python3 -c 'import time; print(time.monotonic())')" "$reason" "$interface" \
+    "$new_ip_address" "$new_dhcp_server_identifier" "$new_dhcp_lease_time" \
+    >> /var/log/dhclient-events.jsonl
 case "$reason" in
     PREINIT) ip link set dev "$interface" up ;;
     BOUND|RENEW|REBIND|REBOOT)

@@ -17,14 +17,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.services import dhclient, disk, heartbeat, registrar, resolver, router
+from lab.services import dhclient, disk, health, heartbeat, registrar, resolver, router
 from lab.services.haconf import parse_haresources
+from lab.services.lint import lint
 from lab.services.pki import make_pki
 from lab.services.proc import spawn
 from lab.services.profiles import load_profile
 from lab.services.render import (
     DNSMASQ_DIR,
     LAB_CA_PATH,
+    SEED_DIR,
     NodeConfig,
     RenderOptions,
     Secrets,
@@ -38,6 +40,7 @@ from lab.stack import Stack
 if TYPE_CHECKING:
     from lab.lab import Lab
     from lab.node import Node
+    from lab.topology import Topology
 
 REGISTRAR_NAME = "dynamicdns.park-your-domain.com"
 PUBLIC_DOMAIN = "thesteins.org"
@@ -57,9 +60,12 @@ class SeedStack(Stack):
 
     name = "seed"
 
-    def __init__(self, profile: str = "seed", keep_findings: frozenset[str] | None = None) -> None:
+    def __init__(self, profile: str = "seed",
+                 keep_findings: frozenset[str] | list[str] | None = None) -> None:
+        self.profile_name = profile
         self.profile = load_profile(profile)
-        self.keep_findings = _env_findings() if keep_findings is None else keep_findings
+        self.keep_findings = _env_findings() if keep_findings is None else frozenset(
+            keep_findings)
         self.disk_mode = "replicated" if disk.available() else "local"
 
     # -- where things live ------------------------------------------------------------------------
@@ -85,6 +91,20 @@ class SeedStack(Stack):
     def _one(lab: Lab, role: str) -> Node | None:
         nodes = [n for n in lab if n.spec.role == role]
         return nodes[0] if nodes else None
+
+    def options_record(self) -> dict[str, Any]:
+        """What `Lab.attach` needs to rebuild this stack exactly (saved in lab.json)."""
+        return {"keep_findings": sorted(self.keep_findings)}
+
+    def check(self, topology: Topology) -> list[str]:
+        """`lab lint` of the seed's configuration, as this lab would render it."""
+        if self.keep_findings:
+            return []  # the user asked for the seed's own faults: lint would name exactly those
+        problems = lint(SEED_DIR, topology, self.profile, options=self.options())
+        return [str(p) for p in problems if p.level == "error"]
+
+    def wait_ready(self, lab: Lab, timeout: float = 180.0) -> float:
+        return health.wait_ready(lab, timeout=timeout)
 
     # -- prepare: once, before the first boot ----------------------------------------------------
     def prepare(self, lab: Lab) -> None:
