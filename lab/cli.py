@@ -199,9 +199,32 @@ def print_status(status: dict[str, Any]) -> None:
         table.add_row(name, node.get("role", ""), f"[{colours.get(state, 'white')}]{state}[/]",
                       "\n".join(addresses))
     console.print(table)
-    for key in ("vip", "drbd", "services"):
-        if key in status:
-            console.print(f"[bold]{key}[/]: {json.dumps(status[key], sort_keys=True)}")
+    if "services" in status or "drbd" in status:
+        console.print(services_table(status))
+
+
+def services_table(status: dict[str, Any]) -> Table:
+    """One row per server: what heartbeat gave it (VIPs, disk, daemons) and DRBD's view."""
+    vips = status.get("vip", {})
+    table = Table(title="the HA pair")
+    for column in ("server", "VIPs", "DRBD", "mounted", "heartbeat", "dnsmasq", "ddclient"):
+        table.add_column(column)
+
+    def mark(value: Any) -> str:
+        return "[green]yes[/]" if value else "[dim]no[/]"
+    for node, services in sorted(status.get("services", {}).items()):
+        drbd = status.get("drbd", {}).get(node) or {}
+        held = [vip for vip, holder in vips.items() if holder == node]
+        table.add_row(node, "\n".join(held) or "-",
+                      f"{drbd.get('role', '?')} {drbd.get('cstate', '?')}/"
+                      f"{drbd.get('dstate', '?')}" if drbd else "-",
+                      ", ".join(status.get("mounts", {}).get(node, [])) or "-",
+                      mark(services.get("heartbeat")), mark(services.get("dnsmasq")),
+                      mark(services.get("ddclient")))
+    unheld = [vip for vip, holder in vips.items() if not holder]
+    if unheld:
+        table.caption = f"held by nobody: {', '.join(unheld)}"
+    return table
 
 
 def _node(args: argparse.Namespace) -> Any:
