@@ -119,17 +119,33 @@ def run_all(only: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested sections as dotted metric names (lists are left to the JSON file)."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += flatten(value, name + ".")
+        elif not isinstance(value, list):
+            rows.append((name, value))
+    return rows
+
+
 def print_table(results: dict[str, Any]) -> None:
-    table = Table("benchmark", "metric", "value", title="hapair-lab benchmarks")
+    table = Table(title="hapair-lab benchmarks")
+    table.add_column("benchmark")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right")
     for section, values in results.items():
         if not isinstance(values, dict) or section == "machine":
             continue
-        for key, value in values.items():
-            if isinstance(value, float):
-                table.add_row(section, key, f"{value:.4g}")
-            elif isinstance(value, int | str):
-                table.add_row(section, key, str(value))
-    Console().print(table)
+        for key, value in flatten(values):
+            table.add_row(section, key, f"{value:.4g}" if isinstance(value, float)
+                          else str(value))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
+    console.print(table)
 
 
 def main() -> int:

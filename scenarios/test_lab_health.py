@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.lab import Lab
-from lab.node import Node
+from lab.node import Node, wait_for
 from lab.pytest_plugin import RESULTS, save_lab_logs
 from lab.services.health import readiness, wait_ready
 from lab.services.registrar import updates
@@ -148,3 +148,22 @@ def test_registrar_recorded_an_update_from_lsvm2(seed_lab: Lab) -> None:
     assert {u["host"] for u in got if u["node"] == "lsvm2"} >= {"@", "imap", "smtp"}
     assert all(u["tls"] and u["ip"] == "203.0.113.1" for u in got)
     assert not [u for u in got if u["node"] == "lsvm1"]
+
+
+def test_real_client_init_reboot_keeps_its_address(seed_lab: Lab) -> None:
+    """isc dhclient restarted without a release asks for its old address (INIT-REBOOT) and
+    dnsmasq, with the lease on the replicated disk, grants the same one."""
+    from lab.services import dhclient
+
+    c1 = seed_lab["c1"]
+    events_file = c1.path("/var/log/dhclient-events.jsonl")
+    before = [json.loads(line) for line in events_file.read_text().splitlines()]
+    bound = [e for e in before if e["reason"] in ("BOUND", "REBOOT", "RENEW") and e["ip"]]
+    assert bound, before
+    dhclient.restart(c1, "eth0")
+
+    def rebooted() -> list[dict[str, str]]:
+        lines = events_file.read_text().splitlines()[len(before):]
+        return [e for e in map(json.loads, lines) if e["reason"] == "REBOOT"]
+    wait_for(lambda: bool(rebooted()), 30, lambda: "dhclient's REBOOT")
+    assert rebooted()[0]["ip"] == bound[-1]["ip"]

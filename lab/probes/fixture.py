@@ -201,9 +201,18 @@ class Probes:
     def rebind(self) -> None:
         self._signal_fleets(signal.SIGUSR2)
 
-    def reboot(self) -> None:
-        """Every fleet client does INIT-REBOOT (asks for its old address)."""
+    def reboot(self, real_clients: bool = True) -> None:
+        """Every fleet client does INIT-REBOOT (asks for its old address); with
+        `real_clients`, so does each client node's own isc dhclient (restarted without a
+        release), so the fleet's outcome can be compared with a real OS client's."""
         self._signal_fleets(signal.SIGHUP)
+        if real_clients and getattr(self.lab.stack, "name", "none") == "seed":
+            from lab.services import dhclient
+            for node in self.lab:
+                if node.spec.role == "client" and node.state == "running":
+                    dhcp = [i for i in node.spec.interfaces if i.dhcp]
+                    if dhcp:
+                        dhclient.restart(node, dhcp[0].name)
 
     # -- extra records ----------------------------------------------------------------------
     def _add(self, rec: Record) -> None:

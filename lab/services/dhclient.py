@@ -36,6 +36,15 @@ def start(node: Node, iface: str) -> int:
     return int(proc.pid)
 
 
+def restart(node: Node, iface: str) -> int:
+    """INIT-REBOOT, as a device does after it reconnects: dhclient stops without releasing and
+    starts again, asking for the address in its lease file (dhclient-script reason REBOOT)."""
+    node.execute(f"[ -f {PIDFILE} ] && kill $(cat {PIDFILE})")
+    node.wait_until_fails(f"[ -f {PIDFILE} ] && kill -0 $(cat {PIDFILE}) 2>/dev/null",
+                          timeout=10)
+    return start(node, iface)
+
+
 def last_lease(leases_text: str) -> dict[str, str]:
     """The newest lease block of a dhclient leases file, as option -> value (pure)."""
     blocks = re.findall(r"lease \{(.*?)\n\}", leases_text, re.S)
