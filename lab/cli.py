@@ -208,7 +208,7 @@ def services_table(status: dict[str, Any]) -> Table:
     vips = status.get("vip", {})
     table = Table(title="the HA pair")
     for column in ("server", "VIPs", "DRBD", "mounted", "heartbeat", "dnsmasq", "ddclient"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "VIPs")
 
     def mark(value: Any) -> str:
         return "[green]yes[/]" if value else "[dim]no[/]"
