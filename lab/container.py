@@ -110,11 +110,23 @@ class ContainerSpec:
             "hostname": self.hostname,
             "binds": binds if self.private else [],
             "tmpfs": list(VOLATILE_DIRS) if self.private else [],
+            "keep": kept_host_dirs() if self.private else [],
             "mkdirs": list(RUN_DIRS) if self.private else [],
             "sysctls": self.sysctls,
             "console": str(self.console),
             "tini": shutil.which("tini") or "/usr/bin/tini",
         }
+
+
+def kept_host_dirs() -> list[str]:
+    """The lab's code and interpreter, where they lie below a node's volatile dirs (a checkout
+    in /tmp, say): nodes run `python -m lab...` and must see them."""
+    candidates = {Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve(),
+                  Path(sys.base_prefix).resolve()}
+    volatile = [Path(v) for v in VOLATILE_DIRS]
+    hidden = {p for p in candidates if any(v == p or v in p.parents for v in volatile)}
+    # a directory inside another kept one comes along with it
+    return sorted(str(p) for p in hidden if not any(q in p.parents for q in hidden))
 
 
 def default_file_content(path: str, hostname: str) -> str:

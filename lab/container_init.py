@@ -28,6 +28,7 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
 _libc = ctypes.CDLL(None, use_errno=True)
+STASH = "/dev/shm"  # a mount point that exists on the host and is not a node's private dir
 
 # (name, kind, major, minor, mode): what a node's /dev needs; no disks, no host consoles.
 DEVICES = [
@@ -72,9 +73,25 @@ def apply(spec: dict[str, Any]) -> None:
     mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for host_path, container_path in spec["binds"]:
         mount(host_path, container_path, None, MS_BIND)
+    # host directories the node must still see although they lie below a directory that gets a
+    # fresh tmpfs (the lab's own code and virtualenv, e.g. a checkout in /tmp): bind them aside
+    # first, then back into place on top of the new tmpfs
+    kept = []
+    if spec.get("keep"):
+        mount("tmpfs", STASH, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
+        for i, path in enumerate(spec["keep"]):
+            aside = f"{STASH}/{i}"
+            os.mkdir(aside)
+            mount(path, aside, None, MS_BIND | MS_REC)
+            kept.append((aside, path))
     for path in spec["tmpfs"]:
         mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" if path == "/tmp"
               else "mode=755")
+    for aside, path in kept:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        mount(aside, path, None, MS_BIND | MS_REC)
+    if kept:
+        _libc.umount2(STASH.encode(), 2)  # MNT_DETACH: the binds above stay
     for path in spec.get("mkdirs", []):
         Path(path).mkdir(parents=True, exist_ok=True)
     build_dev()
