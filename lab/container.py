@@ -39,6 +39,8 @@ PERSISTENT_DIRS = (
     ("/var/log", False),
     ("/var/cache/ddclient", False),
     ("/srv", False),
+    # first on a node's PATH: the lab's power shims (reboot, poweroff), see lab/power.py
+    ("/usr/local/sbin", True),
 )
 PERSISTENT_FILES = (
     ("/etc/dnsmasq.conf", True),

@@ -16,7 +16,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from lab import container
+from lab import container, power
 from lab.cgroup import Cgroup
 from lab.container import ContainerSpec
 from lab.net import Fabric, NetworkMode, detect_mode
@@ -184,6 +184,8 @@ class Lab:
             self.log_event("lab.up", network_mode=mode)
             for node in self.nodes.values():
                 node.container_spec.populate()
+                power.install_shims(node)
+            power.start_agent(self)
             if self.stack is not None:
                 say("configuration")
                 self.stack.prepare(self)

@@ -355,3 +355,24 @@ def test_8021q_trunk_mode(lab: Lab) -> None:
     assert pings(lab.g1, "192.168.3.6") and pings(lab.c1, "192.168.1.6")
     lab.lsvm1.block("enp2s1.3")
     assert not pings(lab.g1, "192.168.3.6") and pings(lab.c1, "192.168.1.6")
+
+
+def test_reboot_inside_a_node_power_cycles_it(lab: Lab) -> None:
+    """`reboot -f` run inside a node (as the seed's DRBD handlers do) power-cycles that node
+    through the lab's power agent; plain `reboot` is an orderly one."""
+    node = lab.lsvm1
+    first = node.init_pid
+    node.succeed("touch /run/volatile /srv/kept")
+    node.popen(["sh", "-c", "reboot -f"])
+    wait_for(lambda: node.runtime is not None and node.init_pid != first, 20,
+             lambda: "lsvm1 to come back with a new PID 1")
+    node.wait_settled()
+    assert node.execute("test -e /run/volatile")[0] != 0
+    assert node.execute("test -e /srv/kept")[0] == 0
+    assert pings(lab.c1, "192.168.1.6")
+    events = [e["event"] for e in lab.events() if e.get("node") == "lsvm1"]
+    assert events[-3:] == ["node.power_request", "node.crash", "node.start"], events
+    node.popen(["sh", "-c", "poweroff"])
+    wait_for(lambda: node.state == "stopped", 20, lambda: "lsvm1 to power off")
+    events = [e["event"] for e in lab.events() if e.get("node") == "lsvm1"]
+    assert events[-2:] == ["node.power_request", "node.shutdown"], events

@@ -236,6 +236,28 @@ def test_split_brain_2pri_busy_loser_runs_pri_lost_after_sb(lab: Lab) -> None:
     assert lsvm1.succeed(f"cat {MNT}/one").strip() == "small"
 
 
+def test_pri_lost_after_sb_reboot_f_reboots_the_losing_node(lab: Lab) -> None:
+    """The seed's handler ends in `reboot -f`: the losing Primary's node really power-cycles."""
+    text = resource_text("ping-int 2;", handlers={
+        "pri-lost-after-sb": "echo pri-lost-after-sb >> /var/log/handlers.log; reboot -f"})
+    lsvm1, lsvm2 = setup_pair(lab, text)
+    lsvm1.succeed("drbdadm disconnect drbd0")
+    lsvm2.succeed("drbdadm disconnect drbd0")
+    mount_primary(lsvm1)
+    lsvm1.succeed(f"echo small > {MNT}/one && sync -f {MNT}/one")
+    mount_primary(lsvm2)
+    lsvm2.succeed(f"dd if=/dev/urandom of={MNT}/big bs=1M count=4 status=none && "
+                  f"sync -f {MNT}/big")
+    before = lsvm1.init_pid
+    _reconnect(lsvm1, lsvm2)
+    wait_for(lambda: lsvm1.runtime is not None and lsvm1.init_pid != before, 60,
+             lambda: "lsvm1 to reboot after pri-lost-after-sb")
+    assert "pri-lost-after-sb" in lsvm1.path("/var/log/handlers.log").read_text()
+    requests = [e for e in lab.events() if e["event"] == "node.power_request"]
+    assert [(e["node"], e["verb"], e["how"]) for e in requests] == [("lsvm1", "reboot",
+                                                                     "force")]
+
+
 def test_secondary_refuses_open_and_second_primary(lab: Lab) -> None:
     """Acceptance 5: EMEDIUMTYPE on a Secondary; no second Primary while connected."""
     lsvm1, lsvm2 = setup_pair(lab)
