@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.lab import Lab
-from lab.state import teardown
+from lab.state import lab_cgroups, teardown
 
 SECTIONS = ("lab.replicator.bench", "lab.services.bench", "lab.probes.bench")
 LAB_CLI = [sys.executable, "-m", "lab.cli"]
@@ -60,8 +60,8 @@ def bench_footprint(settle_s: float = 2.0) -> dict[str, Any]:
     lab.up()
     try:
         time.sleep(settle_s)
-        pids = [pid for node in [*lab, None] for pid in (
-            node.cgroup.pids() if node else lab.switch_spec.cgroup.pids())]
+        # every process the lab owns: nodes, switch and the power agent
+        pids = [pid for cgroup in lab_cgroups(lab.name) for pid in cgroup.pids()]
         rss = sum(_status_field(p, "VmRSS") for p in pids)
         hwm = sum(_status_field(p, "VmHWM") for p in pids)
         return {"processes": len(pids), "rss_kib": rss, "peak_rss_kib": hwm,

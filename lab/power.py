@@ -62,7 +62,8 @@ def start_agent(lab: Lab) -> None:
             os.close(fd)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     try:
-        subprocess.Popen([sys.executable, "-m", "lab.power", lab.name], stdin=subprocess.DEVNULL,
+        subprocess.Popen([sys.executable, "-m", "lab.power", lab.name, str(lab.dir)],
+                         stdin=subprocess.DEVNULL,
                          stdout=log, stderr=log, start_new_session=True, preexec_fn=join,
                          env=env, cwd="/")
     finally:
@@ -94,23 +95,27 @@ def carry_out(node: Node, verb: str, how: str) -> None:
         node.shutdown()
 
 
-def agent(name: str) -> None:
-    from lab.lab import Lab
+def agent(name: str, lab_dir: Path) -> None:
+    """Poll every node's request file; import the lab machinery only when one arrives (the
+    agent idles at a few MiB instead of carrying pyroute2 and the stacks all the time)."""
+    requests = lab_dir / "nodes"
+    while lab_dir.exists():
+        for path in requests.glob(f"*/fs{REQUEST}"):
+            from lab.lab import Lab
 
-    lab = Lab.attach(name)
-    while lab.dir.exists():
-        for node in lab:
+            node = Lab.attach(name)[path.parents[len(Path(REQUEST).parts) - 1].name]
             request = take_request(node)
-            if request is not None:
+            if request is None:
+                continue
+            print(json.dumps({"t_mono": time.monotonic(), "node": node.name,
+                              "request": request}), flush=True)
+            try:
+                carry_out(node, *request)
+            except Exception as exc:  # keep serving the other nodes; say what failed
                 print(json.dumps({"t_mono": time.monotonic(), "node": node.name,
-                                  "request": request}), flush=True)
-                try:
-                    carry_out(node, *request)
-                except Exception as exc:  # keep serving the other nodes; say what failed
-                    print(json.dumps({"t_mono": time.monotonic(), "node": node.name,
-                                      "error": repr(exc)}), flush=True)
+                                  "error": repr(exc)}), flush=True)
         time.sleep(POLL_S)
 
 
 if __name__ == "__main__":
-    agent(sys.argv[1])
+    agent(sys.argv[1], Path(sys.argv[2]))
