@@ -71,8 +71,8 @@ class Cgroup:
         except FileNotFoundError:
             return []
 
-    def freeze(self) -> None:
-        self._set_frozen(True)
+    def freeze(self, wait: bool = True) -> None:
+        self._set_frozen(True, wait)
 
     def thaw(self) -> None:
         self._set_frozen(False)
@@ -85,9 +85,11 @@ class Cgroup:
         except FileNotFoundError:
             return False
 
-    def _set_frozen(self, frozen: bool) -> None:
+    def _set_frozen(self, frozen: bool, wait: bool = True) -> None:
         if self.v1:
             (self.path / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
+            if not wait:
+                return
             want = "FROZEN" if frozen else "THAWED"
             deadline = time.monotonic() + 5
             while (self.path / "freezer.state").read_text().strip() != want:

@@ -91,6 +91,9 @@ class Lab:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
         topology = topology or load_topology(DEFAULT_TOPOLOGY)
+        if not Path(topology.source).is_file():
+            raise ValueError(f"topology {topology.source!r} is not a file: a lab keeps a copy "
+                             "so that `lab` commands in other processes can reopen it")
         stack_obj = make_stack(stack, profile, **stack_options)
         if stack_obj is not None:
             problems = stack_obj.check(topology)
@@ -104,8 +107,7 @@ class Lab:
             raise LabExists(f"a lab named {name!r} already exists ({lab_dir}); `lab down "
                             f"--name {name}` removes it") from None
         lab = cls(name, topology, profile, stack_obj, stack)
-        shutil.copyfile(topology.source, lab_dir / "topology.toml") if Path(
-            topology.source).is_file() else None
+        shutil.copyfile(topology.source, lab_dir / "topology.toml")
         lab._write_identity(network_mode=None)
         return lab
 

@@ -161,6 +161,9 @@ class Node:
     def crash(self) -> None:
         """Power loss: off the wire and every process gone in the same instant; no shutdown."""
         self.lab.log_event("node.crash", node=self.name)
+        # processes stop first (a machine without power writes no last log lines about its
+        # vanished network), then the wires go, then everything dies
+        self.cgroup.freeze(wait=False)
         self.lab.fabric.unwire(self.spec)
         self._kill()
         if self.lab.stack is not None:
