@@ -214,12 +214,9 @@ def test_split_brain_2pri_call_pri_lost_after_sb_demotes_idle_loser(lab: Lab) ->
     assert _marker(lsvm1) == "written-by-two\0\0"
 
 
-def test_split_brain_2pri_busy_loser_runs_pri_lost_after_sb(lab: Lab) -> None:
-    """Acceptance 4: the losing Primary cannot demote (mounted) -> pri-lost-after-sb handler,
-    split-brain handler, connection dropped (StandAlone), nobody's data discarded."""
-    text = resource_text("ping-int 2;", handlers={
-        "pri-lost-after-sb": "echo pri-lost-after-sb $DRBD_RESOURCE >> /var/log/handlers.log",
-        "split-brain": "echo split-brain $DRBD_RESOURCE >> /var/log/handlers.log"})
+def both_primary_and_busy(lab: Lab, text: str) -> tuple[Node, Node]:
+    """Split the pair, make both Primary with the disk mounted; lsvm1 writes little (it will
+    lose by discard-least-changes), lsvm2 writes 4 MiB."""
     lsvm1, lsvm2 = setup_pair(lab, text)
     lsvm1.succeed("drbdadm disconnect drbd0")
     lsvm2.succeed("drbdadm disconnect drbd0")
@@ -228,6 +225,16 @@ def test_split_brain_2pri_busy_loser_runs_pri_lost_after_sb(lab: Lab) -> None:
     mount_primary(lsvm2)
     lsvm2.succeed(f"dd if=/dev/urandom of={MNT}/big bs=1M count=4 status=none && "
                   f"sync -f {MNT}/big")
+    return lsvm1, lsvm2
+
+
+def test_split_brain_2pri_busy_loser_runs_pri_lost_after_sb(lab: Lab) -> None:
+    """Acceptance 4: the losing Primary cannot demote (mounted) -> pri-lost-after-sb handler,
+    split-brain handler, connection dropped (StandAlone), nobody's data discarded."""
+    text = resource_text("ping-int 2;", handlers={
+        "pri-lost-after-sb": "echo pri-lost-after-sb $DRBD_RESOURCE >> /var/log/handlers.log",
+        "split-brain": "echo split-brain $DRBD_RESOURCE >> /var/log/handlers.log"})
+    lsvm1, lsvm2 = both_primary_and_busy(lab, text)
     _reconnect(lsvm1, lsvm2)
     wait(lsvm1, lambda s: "split_brain" in s and s["cstate"] == "StandAlone", "split-brain")
     lsvm1.wait_until_succeeds("grep -q pri-lost-after-sb /var/log/handlers.log", timeout=10)
@@ -240,14 +247,7 @@ def test_pri_lost_after_sb_reboot_f_reboots_the_losing_node(lab: Lab) -> None:
     """The seed's handler ends in `reboot -f`: the losing Primary's node really power-cycles."""
     text = resource_text("ping-int 2;", handlers={
         "pri-lost-after-sb": "echo pri-lost-after-sb >> /var/log/handlers.log; reboot -f"})
-    lsvm1, lsvm2 = setup_pair(lab, text)
-    lsvm1.succeed("drbdadm disconnect drbd0")
-    lsvm2.succeed("drbdadm disconnect drbd0")
-    mount_primary(lsvm1)
-    lsvm1.succeed(f"echo small > {MNT}/one && sync -f {MNT}/one")
-    mount_primary(lsvm2)
-    lsvm2.succeed(f"dd if=/dev/urandom of={MNT}/big bs=1M count=4 status=none && "
-                  f"sync -f {MNT}/big")
+    lsvm1, lsvm2 = both_primary_and_busy(lab, text)
     before = lsvm1.init_pid
     _reconnect(lsvm1, lsvm2)
     wait_for(lambda: lsvm1.runtime is not None and lsvm1.init_pid != before, 60,
