@@ -16,6 +16,7 @@ import hashlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 V1_ROOT = Path("/sys/fs/cgroup/freezer")
@@ -64,6 +65,19 @@ class Cgroup:
     @property
     def procs_file(self) -> Path:
         return self.path / "cgroup.procs"
+
+    def joiner(self) -> Callable[[], None]:
+        """A `preexec_fn` that moves the new process into this cgroup before it execs, so
+        nothing it starts can escape freeze, crash or teardown."""
+        procs = str(self.procs_file)
+
+        def join() -> None:
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")  # "0" = the writing process itself
+            finally:
+                os.close(fd)
+        return join
 
     def pids(self) -> list[int]:
         try:

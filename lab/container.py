@@ -166,7 +166,7 @@ def start(spec: ContainerSpec, timeout: float = 10.0) -> Running:
     try:
         popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=console, start_new_session=True, env=_init_env(),
-                                 preexec_fn=_joiner(spec.cgroup), cwd="/")
+                                 preexec_fn=spec.cgroup.joiner(), cwd="/")
     finally:
         console.close()
     assert popen.stdout is not None
@@ -185,18 +185,6 @@ def _init_env() -> dict[str, str]:
     env = dict(NODE_ENV)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     return env
-
-
-def _joiner(cgroup: Cgroup) -> Any:
-    procs = str(cgroup.procs_file)
-
-    def join() -> None:
-        fd = os.open(procs, os.O_WRONLY)
-        try:
-            os.write(fd, b"0")  # "0" = the writing process itself
-        finally:
-            os.close(fd)
-    return join
 
 
 def _read_line(stream: IO[bytes], timeout: float) -> bytes:
@@ -241,7 +229,7 @@ def popen_in(init_pid: int, cgroup: Cgroup, argv: Sequence[str], **kwargs: Any
     """Start `argv` inside the node, in its cgroup (so freeze/crash reach it too)."""
     kwargs.setdefault("env", dict(NODE_ENV))
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.Popen(exec_argv(init_pid, argv), preexec_fn=_joiner(cgroup), **kwargs)
+    return subprocess.Popen(exec_argv(init_pid, argv), preexec_fn=cgroup.joiner(), **kwargs)
 
 
 def run_in(init_pid: int, cgroup: Cgroup, argv: Sequence[str], timeout: float | None,

@@ -52,19 +52,11 @@ def start_agent(lab: Lab) -> None:
     lab.records.add("cgroup", path=str(cgroup.path))
     cgroup.create()
     log = open(lab.dir / "agent.log", "ab")  # noqa: SIM115 -- handed to the child
-    procs = str(cgroup.procs_file)
-
-    def join() -> None:
-        fd = os.open(procs, os.O_WRONLY)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     try:
         subprocess.Popen([sys.executable, "-m", "lab.power", lab.name, str(lab.dir)],
                          stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, preexec_fn=join,
+                         stdout=log, stderr=log, start_new_session=True, preexec_fn=cgroup.joiner(),
                          env=env, cwd="/")
     finally:
         log.close()

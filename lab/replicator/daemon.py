@@ -951,12 +951,9 @@ class Replicator:
 
     def serve_control(self, conn: socket.socket) -> None:
         with conn:
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
+            buf = wire.recv_line(conn)
+            if not buf:
+                return
             req = json.loads(buf)
             try:
                 out = self.command(req)

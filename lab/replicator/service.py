@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.replicator.metadata import Metadata, MetadataError
 from lab.replicator.resfile import Resource, load_dir
+from lab.replicator.wire import recv_line
 
 if TYPE_CHECKING:
     from lab.node import Node
@@ -183,12 +184,7 @@ def control(node: Node, request: dict[str, Any], name: str = "drbd0",
         return None
     with s:
         s.sendall(json.dumps(request).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
+        buf = recv_line(s)
     return json.loads(buf) if buf else None
 
 

@@ -65,6 +65,17 @@ class Frame:
         return json.loads(self.payload)
 
 
+def recv_line(sock: socket.socket) -> bytes:
+    """One newline-terminated message of the control protocol (b"" if the peer closed first)."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        buf += chunk
+    return buf
+
+
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     buf = bytearray(n)
     view = memoryview(buf)
