@@ -30,12 +30,11 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import mfusepy
-
-from lab.replicator import device, wire
+from lab.replicator import device, fusedev, wire
 from lab.replicator.events import EventLog
 from lab.replicator.handshake import Policy, Side, sync_handshake
 from lab.replicator.metadata import BLOCK, Metadata
@@ -48,7 +47,6 @@ RESYNC_WINDOW = 16
 UUID_NEW_BM_OFFSET = 1 << 48
 FALLOC_FL_PUNCH_HOLE = 0x02
 FALLOC_FL_KEEP_SIZE = 0x01
-FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 CLONE_NEWNS = 0x00020000
 DISCARD = 20  # frame: offset, payload = 8-byte length
 
@@ -70,6 +68,32 @@ class Pending:
     done: threading.Event = field(default_factory=threading.Event)
     ok: bool = False
     data: bytes = b""
+    then: Callable[[Pending], None] | None = None  # runs in the thread that settles it
+
+    def settle(self, ok: bool, data: bytes = b"") -> None:
+        self.ok, self.data = ok, data
+        self.done.set()
+        if self.then is not None:
+            self.then(self)
+
+
+class Join:
+    """Runs ``finish`` once, in the thread that delivers the last of ``parts`` outcomes
+    (the local disk's and the peer's), so nobody waits for the other."""
+
+    __slots__ = ("finish", "left", "lock")
+
+    def __init__(self, parts: int, finish: Callable[[], None]) -> None:
+        self.left = parts
+        self.finish = finish
+        self.lock = threading.Lock()
+
+    def arrive(self, _: object = None) -> None:
+        with self.lock:
+            self.left -= 1
+            last = self.left == 0
+        if last:
+            self.finish()
 
 
 class CommandError(Exception):
@@ -123,7 +147,9 @@ class Replicator:
         self.resync_started = 0.0
         self.last_resync: dict[str, Any] = {}
         self.split_brain: dict[str, Any] = {}
-        self.mounted = threading.Event()
+        self.fuse = fusedev.FuseFile(self, self.mnt, self.fuse_name, f"drbd-{res.name}",
+                                     writeback=os.environ.get("HAPAIR_REPL_WRITEBACK") == "1")
+        self.mounted = self.fuse.mounted
         self.stopping = False
         # (link, window) of the running resync: RS_ACKs of an older link never count
         self.resync_window: tuple[wire.Link, threading.Semaphore] | None = None
@@ -231,7 +257,7 @@ class Replicator:
         if policy == "detach":
             self.detach("io-error")
 
-    def _pwrite(self, data: bytes, offset: int) -> bool:
+    def _pwrite(self, data: bytes | memoryview, offset: int) -> bool:
         """Local write; False if the disk failed (and the policy took over)."""
         fd = self.fd
         if fd is None:
@@ -279,65 +305,83 @@ class Replicator:
     def connected(self) -> bool:
         return self.link is not None and self.cstate in ("Connected", "SyncSource", "SyncTarget")
 
-    def write(self, data: bytes, offset: int) -> int:
-        if offset + len(data) > self.size:
-            raise mfusepy.FuseOSError(errno.ENOSPC)
-        blocks = range(offset // BLOCK, (offset + max(len(data), 1) - 1) // BLOCK + 1)
+    def write(self, data: memoryview, offset: int, done: fusedev.Reply) -> None:
+        """Send to the peer, write locally, answer once both did (protocol C) -- from the
+        receiver thread when the ACK comes last, so no thread ever waits for the other."""
+        n = len(data)
+        if offset + n > self.size:
+            done(-errno.ENOSPC)
+            return
+        blocks = range(offset // BLOCK, (offset + max(n, 1) - 1) // BLOCK + 1)
+        out: list[Any] = [None, False]  # the peer's Pending, the local outcome
+
+        def finish() -> None:
+            pend, local_ok = out
+            if not local_ok and not (pend is not None and pend.ok):
+                done(-errno.EIO)  # a failed peer request marked its blocks when it failed
+                return
+            if not local_ok and self.md is not None and self.dstate != "Diskless":
+                self.md.mark_dirty(offset, n)
+            done(n)
+
         with self.io_lock:
             md = self.md
             if md is not None and self.role == "Primary":
-                md.al_touch(offset, len(data))
+                md.al_touch(offset, n)
             link = self.link if self.connected() and self.pdsk not in ("Diskless",) else None
-            pend: Pending | None = None
+            asynchronous = self.res.protocol == "A"
+            join = Join(2 if link is not None and not asynchronous else 1, finish)
             if link is not None:  # send first: the peer writes while we write
-                pend = self._send_request(link, wire.DATA, data, offset, blocks)
-            local_ok = self._pwrite(data, offset)
-            if link is None and md is not None and local_ok:
-                md.mark_dirty(offset, len(data))
-        if pend is not None and local_ok and self.res.protocol == "A":
-            # asynchronous replication: done once written here and handed to TCP; a later
-            # NEG_ACK or a lost link marks the blocks out of sync
-            self._bound_in_flight()
-            return len(data)
-        remote_ok = self._wait(pend) if pend is not None else False  # failure marked the blocks
-        if not local_ok and not remote_ok:
-            raise mfusepy.FuseOSError(errno.EIO)
-        if not local_ok and self.md is not None and self.dstate != "Diskless":
-            self.md.mark_dirty(offset, len(data))
-        return len(data)
+                out[0] = self._send_request(link, wire.DATA, data, offset, blocks,
+                                            None if asynchronous else join.arrive)
+            out[1] = self._pwrite(data, offset)
+            if link is None and md is not None and out[1]:
+                md.mark_dirty(offset, n)
+        if link is not None and asynchronous:
+            # protocol A: done once written here and handed to TCP; a later NEG_ACK or a lost
+            # link marks the blocks out of sync
+            if out[1]:
+                self._bound_in_flight()
+            else:
+                self._wait(out[0])
+        join.arrive()
 
-    def read(self, size: int, offset: int) -> bytes:
+    def read(self, size: int, offset: int, done: Callable[[bytes | int], None]) -> None:
         size = max(0, min(size, self.size - offset))
         fd = self.fd
         if fd is not None and self.dstate not in ("Diskless", "Inconsistent"):
             try:
                 if self.io_error_injected:
                     raise OSError(errno.EIO, "injected I/O error")
-                return os.pread(fd, size, offset)
+                done(os.pread(fd, size, offset))
+                return
             except OSError:
                 self.local_io_error("read")
         link = self.link if self.connected() else None
         if link is None:
-            raise mfusepy.FuseOSError(errno.EIO)
-        pend = self._send_request(link, wire.READ_REQ, size.to_bytes(8, "big"), offset, range(0))
-        if not self._wait(pend):
-            raise mfusepy.FuseOSError(errno.EIO)
-        return pend.data
+            done(-errno.EIO)
+            return
+        self._send_request(link, wire.READ_REQ, size.to_bytes(8, "big"), offset, range(0),
+                           lambda p: done(p.data if p.ok else -errno.EIO))
 
-    def flush(self) -> None:
+    def open_error(self) -> int:
+        return 0 if self.role == "Primary" else errno.EMEDIUMTYPE  # DRBD: a Secondary refuses
+
+    def fsync(self, done: fusedev.Reply) -> None:
         """Forward the flush first, then flush locally: both disks sync at the same time."""
         link = self.link if self.connected() else None
-        pend = self._send_request(link, wire.FLUSH, b"", 0, range(0)) if link else None
-        if self.res.protocol == "A":
-            pend = None  # asynchronous: the peer flushes in its own time
+        wait_peer = link is not None and self.res.protocol != "A"  # A: the peer flushes later
+        join = Join(2 if wait_peer else 1, lambda: done(0))
+        if link is not None:
+            self._send_request(link, wire.FLUSH, b"", 0, range(0),
+                               join.arrive if wait_peer else None)
         fd = self.fd
         if fd is not None and self.image_sync:
             try:
                 os.fdatasync(fd)
             except OSError:
                 self.local_io_error("flush")
-        if pend is not None:
-            self._wait(pend)
+        join.arrive()
 
     def discard(self, offset: int, length: int) -> None:
         """Punch a hole locally and on the peer (ext4's discard at mkfs time)."""
@@ -361,12 +405,13 @@ class Replicator:
     def size(self) -> int:
         return self._size
 
-    def _send_request(self, link: wire.Link, type_: int, payload: bytes, offset: int,
-                      blocks: range) -> Pending:
+    def _send_request(self, link: wire.Link, type_: int, payload: bytes | memoryview,
+                      offset: int, blocks: range,
+                      then: Callable[[Pending], None] | None = None) -> Pending:
         with self.lock:
             self.seq += 1
             seq = self.seq
-            pend = Pending(blocks, link)
+            pend = Pending(blocks, link, then=then)
             current = self.link is link
             if current:
                 self.pending[seq] = pend
@@ -385,8 +430,7 @@ class Replicator:
     def _fail(self, p: Pending) -> None:
         if len(p.blocks) and self.md is not None:
             self.md.mark_dirty(p.blocks.start * BLOCK, len(p.blocks) * BLOCK)
-        p.ok = False
-        p.done.set()
+        p.settle(False)
 
     def _wait(self, pend: Pending) -> bool:
         """Protocol C: wait for the peer; give up after ``timeout`` (ko-count while it pings)."""
@@ -666,8 +710,7 @@ class Replicator:
         if not ok:
             self._fail(p)
             return
-        p.ok, p.data = ok, data
-        p.done.set()
+        p.settle(True, data)
 
     def dispatch(self, link: wire.Link, f: wire.Frame) -> None:
         t = f.type
@@ -813,9 +856,26 @@ class Replicator:
         self.events.emit("resync-finished", **self.last_resync, role=self.role,
                          cstate=self.cstate, dstate=self.dstate, out_of_sync_kib=self.oos_kib)
 
+    def _overdue(self) -> None:
+        """Requests answer asynchronously, so no writer times its own: drop a peer that left
+        the oldest request unanswered for ``timeout`` (silent) or ``ko-count`` timeouts."""
+        link = self.link
+        with self.lock:
+            oldest = next(iter(self.pending.values()), None)
+        if link is None or oldest is None or oldest.link is not link:
+            return
+        age = time.monotonic() - oldest.sent
+        if age < self.res.timeout_s:
+            return
+        if self.last_rx <= oldest.sent:
+            self.link_lost(link, "peer did not answer within timeout")
+        elif age >= self.res.timeout_s * max(self.res.ko_count, 1):
+            self.link_lost(link, f"ko-count {int(age // self.res.timeout_s)} reached")
+
     def pinger(self) -> None:
         while not self.stopping:
-            time.sleep(0.2)
+            time.sleep(0.1)
+            self._overdue()
             link = self.link
             if link is None:
                 continue
@@ -836,6 +896,7 @@ class Replicator:
                 if self.last_rx >= sent:
                     break
                 time.sleep(0.02)
+                self._overdue()
             else:
                 if self.link is link and self.last_rx < sent:
                     self.link_lost(link, "PingAck did not arrive in time")
@@ -1044,7 +1105,7 @@ class Replicator:
         self.stopping = True
         device.remove_node(self.me.device)
         self.events.emit("down", role=self.role, cstate="Unconfigured", dstate="Unconfigured")
-        os.kill(os.getpid(), signal.SIGTERM)  # libfuse leaves its loop and unmounts
+        os.kill(os.getpid(), signal.SIGTERM)  # the FUSE loop leaves and unmounts
 
     # == main =====================================================================================
     def serve(self, connect: bool) -> None:
@@ -1058,98 +1119,9 @@ class Replicator:
         device.make_secondary_node(self.me.device, self.fuse_file)
         if connect:
             self.command({"cmd": "connect"})
-        try:
-            mfusepy.FUSE(FuseFile(self), self.mnt, foreground=True, nothreads=False,
-                         fsname=f"drbd-{self.res.name}", allow_other=True)
-        except RuntimeError as e:
-            if not self.stopping:  # libfuse reports the SIGTERM that ``down`` sends as an error
-                raise
-            self.log(f"FUSE loop ended ({e})")
+        self.fuse.serve()  # until ``down`` sends SIGTERM
+        self.log("FUSE loop ended")
         self.stopping = True
-
-
-class FuseFile(mfusepy.Operations):  # type: ignore[misc]
-    """One file, ``data``, whose bytes are the replicated device."""
-
-    use_ns = True
-
-    def __init__(self, r: Replicator) -> None:
-        self.r = r
-
-    def _count(self, op: str, t0: float, nbytes: int = 0) -> None:
-        st = self.r.io_stats.setdefault(op, [0, 0.0, 0])
-        st[0] += 1
-        st[1] += time.perf_counter() - t0
-        st[2] += nbytes
-
-    def init_with_config(self, conn: Any, config: Any) -> None:
-        """Kernel write-back caching stays off by default: with it, the loop device's writes
-        complete in the page cache before we (or the peer) see them, which is not protocol C.
-        ``HAPAIR_REPL_WRITEBACK=1`` turns it on for comparison (measured: no latency gain)."""
-        if conn is not None and os.environ.get("HAPAIR_REPL_WRITEBACK", "0") == "1":
-            conn.want |= FUSE_CAP_WRITEBACK_CACHE
-        self.r.mounted.set()
-
-    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
-        now = time.time_ns()
-        if path == "/":
-            return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, "st_atime": now,
-                    "st_mtime": now, "st_ctime": now}
-        if path == "/" + self.r.fuse_name:
-            return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1, "st_size": self.r.size,
-                    "st_atime": now, "st_mtime": now, "st_ctime": now}
-        raise mfusepy.FuseOSError(errno.ENOENT)
-
-    def readdir(self, path: str, fh: int) -> list[str]:
-        return [".", "..", self.r.fuse_name]
-
-    def open(self, path: str, flags: int) -> int:
-        if path != "/" + self.r.fuse_name:
-            raise mfusepy.FuseOSError(errno.ENOENT)
-        if self.r.role != "Primary":
-            raise mfusepy.FuseOSError(errno.EMEDIUMTYPE)  # DRBD: a Secondary refuses opens
-        return 0
-
-    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-        t0 = time.perf_counter()
-        out = self.r.read(size, offset)
-        self._count("read", t0, len(out))
-        return out
-
-    def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
-        t0 = time.perf_counter()
-        n = self.r.write(data, offset)
-        self._count("write", t0, n)
-        return n
-
-    def fsync(self, path: str, datasync: int, fh: int) -> int:
-        t0 = time.perf_counter()
-        self.r.flush()
-        self._count("fsync", t0)
-        return 0
-
-    def flush(self, path: str, fh: int) -> int:
-        return 0
-
-    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
-        return 0  # write-back caching flushes cached times; the device has none to keep
-
-    def truncate(self, path: str, length: int, fh: int | None = None) -> int:
-        if length != self.r.size:
-            raise mfusepy.FuseOSError(errno.EPERM)
-        return 0
-
-    def fallocate(self, path: str, mode: int, offset: int, size: int, fh: int) -> int:
-        if mode & FALLOC_FL_PUNCH_HOLE:
-            self.r.discard(offset, size)
-            return 0
-        if mode == 0 and offset + size <= self.r.size:
-            return 0  # the image is fully allocated already
-        raise mfusepy.FuseOSError(errno.EOPNOTSUPP)
-
-    def statfs(self, path: str) -> dict[str, int]:
-        return {"f_bsize": BLOCK, "f_frsize": BLOCK, "f_blocks": self.r.size // BLOCK,
-                "f_bfree": 0, "f_bavail": 0, "f_namemax": 255}
 
 
 def _punch(fd: int, offset: int, length: int) -> None:
