@@ -32,9 +32,11 @@ OPENDIR, READDIR, RELEASEDIR, INTERRUPT, DESTROY, BATCH_FORGET, FALLOCATE = 27, 
 
 FUSE_ASYNC_READ = 1 << 0
 FUSE_BIG_WRITES = 1 << 5
+FUSE_ASYNC_DIO = 1 << 15
 FUSE_WRITEBACK_CACHE = 1 << 16
 FUSE_MAX_PAGES = 1 << 22
 FATTR_SIZE = 1 << 3
+FOPEN_PARALLEL_DIRECT_WRITES = 1 << 6
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 MS_NOSUID, MS_NODEV = 2, 4
@@ -196,7 +198,7 @@ class FuseFile:
         if major != 7:
             self._send(unique, -errno.EPROTO)
             return
-        want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_MAX_PAGES
+        want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_MAX_PAGES | FUSE_ASYNC_DIO
         if self.writeback:
             want |= FUSE_WRITEBACK_CACHE
         self._send(unique, 0, INIT_OUT.pack(7, min(minor, 38), max_readahead, flags & want, 0, 0,
@@ -224,7 +226,7 @@ class FuseFile:
             if err:
                 self._send(unique, -err)
             else:
-                self._send(unique, 0, OPEN_OUT.pack(0, 0, 0))
+                self._send(unique, 0, OPEN_OUT.pack(0, FOPEN_PARALLEL_DIRECT_WRITES, 0))
         elif op == OPENDIR:
             self._send(unique, 0, OPEN_OUT.pack(0, 0, 0))
         elif op == READDIR:
