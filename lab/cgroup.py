@@ -85,8 +85,10 @@ class Cgroup:
         except FileNotFoundError:
             return []
 
-    def freeze(self, wait: bool = True) -> None:
-        self._set_frozen(True, wait)
+    def freeze(self, wait: bool = True, timeout: float = 5.0) -> None:
+        """Stop every process; with `wait`, until the kernel says all are frozen (a task in
+        uninterruptible sleep can hold that up: TimeoutError after `timeout`)."""
+        self._set_frozen(True, wait, timeout)
 
     def thaw(self) -> None:
         self._set_frozen(False)
@@ -99,13 +101,13 @@ class Cgroup:
         except FileNotFoundError:
             return False
 
-    def _set_frozen(self, frozen: bool, wait: bool = True) -> None:
+    def _set_frozen(self, frozen: bool, wait: bool = True, timeout: float = 5.0) -> None:
         if self.v1:
             (self.path / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
             if not wait:
                 return
             want = "FROZEN" if frozen else "THAWED"
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + timeout
             while (self.path / "freezer.state").read_text().strip() != want:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.path}: freezer did not reach {want}")

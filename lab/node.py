@@ -163,7 +163,11 @@ class Node:
         self.lab.log_event("node.crash", node=self.name)
         # processes stop first (a machine without power writes no last log lines about its
         # vanished network), then the wires go, then everything dies
-        self.cgroup.freeze(wait=False)
+        # wait (briefly) until the freezer has really stopped everything: a process still
+        # running when its link vanishes logs `No such device` (seen with a busy heartbeat).
+        # A task stuck in uninterruptible sleep may hold the freezer up; power is cut anyway.
+        with suppress(TimeoutError):
+            self.cgroup.freeze(timeout=0.5)
         self.lab.fabric.unwire(self.spec)
         self._kill()
         if self.lab.stack is not None:

@@ -105,10 +105,10 @@ def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
     before = rootns.snapshot()
 
     def make(topology: Topology | None = None, profile: str | None = None,
-             stack: str = "none", up: bool = True) -> Lab:
+             stack: str = "none", up: bool = True, **stack_options: Any) -> Lab:
         name = f"t{os.getpid()}-{next(_counter)}"
         lab = Lab.create(name, topology, profile=profile or request.config.getoption(
-            "--lab-profile"), stack=stack)
+            "--lab-profile"), stack=stack, **stack_options)
         made.append(lab)
         if up:
             lab.up()
@@ -135,10 +135,17 @@ def _stack_of(request: pytest.FixtureRequest, default: str) -> str:
     return str(marker.args[0]) if marker and marker.args else default
 
 
+def _lab_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """`@pytest.mark.stack(..., profile="fast", keep_findings=["F14"])`: how this test's lab
+    differs from the run's default (a profile, a finding's workaround left out)."""
+    marker = request.node.get_closest_marker("stack")
+    return dict(marker.kwargs) if marker else {}
+
+
 def _scenario_lab(request: pytest.FixtureRequest, lab_factory: LabFactory,
                   stack: str) -> Iterator[Lab]:
     """A fresh lab; with services, ready before the test and audited after it."""
-    made = lab_factory(stack=stack)
+    made = lab_factory(stack=stack, **_lab_options(request))
     if made.stack is None:
         yield made
         return

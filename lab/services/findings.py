@@ -163,6 +163,44 @@ FINDINGS = (*FINDINGS, Finding(
     evidence="lab up --profile fast with drbd.ping_int_s = 0; lab crash lsvm2; "
     "lab exec lsvm1 -- grep -A1 drbddisk /var/log/ha-log",
     fixed_by_lab=False,
+), Finding(
+    id="F13",
+    title="new clients arriving together wait for dnsmasq's ping check, one after another",
+    seed_says="dnsmasq.conf has no `no-ping`: before offering an address no lease names, dnsmasq "
+    "pings it and waits ~3 s for an echo reply",
+    what_happens="while it waits dnsmasq handles no other DHCP packet, so a burst of new clients "
+    "is served one every ~4 s. Measured on the seed profile, no fault, 10 fleet clients asking "
+    "at once: DHCPOFFERs at 3.7, 7.7 and 11.7 s, then the other seven at 15.7 s (dnsmasq stops "
+    "pinging once it has pinged a lot in the last 30 s). The first client's REQUEST was queued "
+    "behind the other clients' pings, so it bound only at 15.7 s. After a failover this adds "
+    "to the outage for every client the lease file does not know yet: in the seed-profile crash "
+    "run (bench/seed-crash-takeover.png) the 10-client fleet's longest wait for an ACK was "
+    "55 s, against a 24 s DNS takeover. Clients the lease file knows are not pinged",
+    evidence="lab up; lab measure --duration 30 --clients c1 --dhcp-clients 10 --out /tmp/m; "
+    "lab exec lsvm2 -- grep DHCPOFFER /var/log/syslog",
+    fixed_by_lab=False,
+), Finding(
+    id="F14",
+    title="after a takeover an IPv6 VIP can be configured nowhere while heartbeat reports every "
+    "resource acquired",
+    seed_says="haresources: `IPv6addr::…c0a8:0104/64/enp2s1 IPv6addr::…c0a8:0304/64/enp2s1.3`, "
+    "run by heartbeat's stock IPv6addr wrapper",
+    what_happens="ResourceManager asks `status` before each `start` and skips the start if the "
+    "answer says running. Heartbeat's wrapper maps `status` to the agent's `monitor` (its own "
+    "comment: 'Mapping this to monitor is a bug'), and `monitor` pings the VIP on a raw ICMPv6 "
+    "socket and counts any ICMPv6 packet that arrives within ~30 ms as the reply. With ICMPv6 "
+    "traffic on the node (neighbour discovery, a client's ping), the VIP is declared running, "
+    "never configured, and heartbeat logs `Running OK` for it and `takeover complete`. Seen "
+    "in 2 of 2 full `make test` runs (CI's and a local one; 0 of 4 runs of that test alone), "
+    "in the crash scenario with a DNS probe at 50 Hz: lsvm1 held 192.168.1.4, 192.168.3.4 and "
+    "…c0a8:104, nobody held …c0a8:304, for as long as anyone looked. "
+    "`scenarios/test_findings.py` makes it happen every time with a bounded ping from c1 to "
+    "lsvm1 during the takeover, and shows the lab's wrapper does not lose the VIP under the same "
+    "traffic",
+    evidence="pytest scenarios/test_findings.py -k F14; or: lab up --keep-finding F14; "
+    "lab exec c1 -- ping -6 -q -i 0.005 -w 60 fe80::215:5dff:fe01:207%eth0 & "
+    "lab crash lsvm2; lab exec lsvm1 -- grep 'IPv6addr.*Running OK' /var/log/ha-log",
+    fixed_by_lab=True,
 ))
 
 BY_ID: dict[str, Finding] = {f.id: f for f in FINDINGS}

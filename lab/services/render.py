@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.services.agents import IPV6ADDR_WRAPPER_PATH, render_ipv6addr_wrapper
 from lab.services.changes import Change, unique
 from lab.services.profiles import Profile
 
@@ -399,6 +400,9 @@ def render_node(seed: SeedConfig, profile: Profile, secrets: Secrets, node: str,
     add("/etc/ha.d/ha.cf", render_ha_cf(seed["ha.cf"], profile))
     add("/etc/ha.d/haresources", render_haresources(seed["haresources"], keep, opts.disk))
     add("/etc/ha.d/authkeys", render_authkeys(seed["authkeys"], secrets), 0o600)
+    wrapper = render_ipv6addr_wrapper(keep)
+    if wrapper is not None:
+        add(IPV6ADDR_WRAPPER_PATH, wrapper, 0o755)
     add("/etc/drbd.d/drbd0.res", render_drbd_res(seed["drbd0.res"], profile, secrets), 0o640)
     add("/etc/default/dnsmasq", render_default_dnsmasq(seed["default-dnsmasq"], node))
     add("/etc/default/ddclient", render_default_ddclient(seed["default-ddclient"]))

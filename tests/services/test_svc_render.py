@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from lab.services.agents import IPV6ADDR_WRAPPER_PATH, OCF_IPV6ADDR
 from lab.services.changes import markdown_table
 from lab.services.findings import BY_ID, FINDINGS, markdown_list
 from lab.services.haconf import parse_ha_cf, parse_haresources
@@ -91,12 +94,25 @@ def test_haresources_arguments_split_like_heartbeat() -> None:
 
 
 def test_keep_finding_reproduces_the_seed_as_printed() -> None:
-    cfg = pair(keep=frozenset({"F1", "F2", "F3"}))["lsvm1"]
+    cfg = pair(keep=frozenset({"F1", "F2", "F3", "F14"}))["lsvm1"]
     conf = cfg.file("/srv/drbd0/dnsmasq/dnsmasq.conf").content
     assert "addn-hosts=/media/drbd0/dnsmasq/banner_add_hosts" in conf
     assert "dhcp-option=tag: enp2s1,option:router" in conf
     assert "IPv6addr:: 2001:db8" in cfg.file("/etc/ha.d/haresources").content
     assert not [c for c in cfg.changes if c.finding]
+    # F14 kept: the package's wrapper (copied from the host with /etc/ha.d) stays in place
+    assert IPV6ADDR_WRAPPER_PATH not in {f.path for f in cfg.files}
+
+
+def test_ipv6addr_wrapper_answers_status_with_the_agents_status() -> None:
+    wrapper = pair()["lsvm2"].file(IPV6ADDR_WRAPPER_PATH)
+    assert wrapper.mode == 0o755
+    text = wrapper.content
+    assert text.startswith("#!/bin/sh\n")
+    status_branch = text[text.index('if [ "$2" = status ]'):text.index("ra_execocf $2")]
+    assert "/usr/lib/ocf/resource.d/heartbeat/IPv6addr status" in status_branch
+    assert "monitor" not in status_branch
+    assert text.rstrip().endswith("ra_execocf $2")  # every other action: heartbeat's own path
 
 
 def test_each_fix_names_its_finding_and_per_node_identity_differs() -> None:
@@ -123,3 +139,33 @@ def test_tables_render_as_markdown() -> None:
 ])
 def test_full_ipv6_has_no_double_colon(short: str, full: str) -> None:
     assert full_ipv6(short) == full
+
+
+@pytest.mark.parametrize(("arg", "action", "expect"), [
+    ("2001:db8::4/64/enp2s1.3", "status", "status 2001:db8::4 64 enp2s1.3 rc=7"),
+    ("2001:db8::4/64", "status", "status 2001:db8::4 64 - rc=7"),
+    ("2001:db8::4/64/enp2s1", "start", "execocf start 2001:db8::4 64 enp2s1"),
+])
+def test_ipv6addr_wrapper_splits_haresources_arguments(
+        tmp_path: Path, arg: str, action: str, expect: str) -> None:
+    """The wrapper run by sh with heartbeat's library and the OCF agent replaced by stubs that
+    print what they were given."""
+    stubs = tmp_path / "hto-mapfuncs"
+    stubs.write_text(
+        'LEGAL_ACTIONS="(start|stop|status)"\n'
+        'log_and_print() { :; }\n'
+        'ra_execocf() { echo "execocf $1 $OCF_RESKEY_ipv6addr $OCF_RESKEY_cidr_netmask '
+        '${OCF_RESKEY_nic:--}"; }\n')
+    agent = tmp_path / "agent"
+    agent.write_text('#!/bin/sh\necho "$1 $OCF_RESKEY_ipv6addr $OCF_RESKEY_cidr_netmask '
+                     '${OCF_RESKEY_nic:--}"\nexit 7\n')
+    agent.chmod(0o755)
+    text = (pair()["lsvm1"].file(IPV6ADDR_WRAPPER_PATH).content
+            .replace("/etc/ha.d/resource.d//hto-mapfuncs", str(stubs))
+            .replace(OCF_IPV6ADDR, str(agent)))
+    script = tmp_path / "IPv6addr"
+    script.write_text(text)
+    done = subprocess.run(["sh", str(script), arg, action], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"})
+    out = done.stdout.strip() + (f" rc={done.returncode}" if action == "status" else "")
+    assert out == expect, done.stderr

@@ -1,0 +1,81 @@
+"""Heartbeat resource wrappers the lab writes into a node's /etc/ha.d/resource.d.
+
+Only one today, and only because of a finding (F14): heartbeat's `IPv6addr` wrapper answers
+`status` with the OCF agent's `monitor`, which pings the address and takes *any* ICMPv6 packet
+arriving within ~30 ms as the reply. ResourceManager asks `status` before every `start`
+(`we_own_resource || start`), so on a link with ICMPv6 traffic it can decide the VIP is already
+up and never configure it, while heartbeat reports every resource acquired. The lab's wrapper is
+the package's in every respect but one: `status` asks the agent's own `status` action (is the
+address configured on this node?). Pure text, so it is rendered and unit-tested like the rest.
+"""
+
+from __future__ import annotations
+
+from lab.services.changes import Change
+
+IPV6ADDR_WRAPPER_PATH = "/etc/ha.d/resource.d/IPv6addr"
+OCF_IPV6ADDR = "/usr/lib/ocf/resource.d/heartbeat/IPv6addr"
+
+# Written for the lab (not a copy of the package's file): the same argument split as heartbeat's
+# haresources syntax `IPv6addr::ADDR[/PREFIX[/NIC]]`, the same OCF environment, and heartbeat's own
+# hto-mapfuncs for every action but `status`.
+_WRAPPER = """\
+#!/bin/sh
+# hapair-lab: heartbeat's IPv6addr wrapper, with `status` answered by the agent's `status`
+# (is the address configured here?) instead of its `monitor` (does anything answer a ping?).
+# Why: finding F14 (README). `lab up --keep-finding F14` keeps the package's wrapper.
+. /etc/ha.d/resource.d//hto-mapfuncs
+
+if [ $# != 2 ]; then
+    echo "usage: $0 <ip-address> $LEGAL_ACTIONS"
+    exit 1
+fi
+
+OCF_TYPE=IPv6addr
+OCF_RESOURCE_INSTANCE=${OCF_TYPE}_$1
+export OCF_TYPE OCF_RESOURCE_INSTANCE
+
+# ADDR[/PREFIX[/NIC]]
+OCF_RESKEY_ipv6addr=${1%%/*}
+export OCF_RESKEY_ipv6addr
+rest=${1#"$OCF_RESKEY_ipv6addr"}
+rest=${rest#/}
+if [ -n "$rest" ]; then
+    OCF_RESKEY_cidr_netmask=${rest%%/*}
+    export OCF_RESKEY_cidr_netmask
+    nic=${rest#"$OCF_RESKEY_cidr_netmask"}
+    nic=${nic#/}
+    if [ -n "$nic" ]; then
+        OCF_RESKEY_nic=$nic
+        export OCF_RESKEY_nic
+    fi
+fi
+
+if [ "$2" = status ]; then
+    @OCF_IPV6ADDR@ status
+    rc=$?
+    case $rc in
+        0) log_and_print "INFO: $OCF_TYPE Running OK";;
+        7) log_and_print "INFO: $OCF_TYPE Resource is stopped";;
+        *) log_and_print "ERROR: $OCF_TYPE status failed: $rc";;
+    esac
+    exit $rc
+fi
+
+ra_execocf $2
+"""
+
+
+def render_ipv6addr_wrapper(keep: frozenset[str]) -> tuple[str, list[Change]] | None:
+    """The wrapper text and its change row, or None when F14 is kept (the package's wrapper,
+    copied from the host with the rest of /etc/ha.d, stays in place)."""
+    if "F14" in keep:
+        return None
+    change = Change(
+        IPV6ADDR_WRAPPER_PATH, "status",
+        "status → the OCF agent's monitor: ping the VIP, any ICMPv6 packet counts as the reply",
+        "status → the OCF agent's status: is the VIP configured on this node",
+        "ResourceManager skips `start` when `status` says running: with ICMPv6 traffic on the "
+        "link the IPv6 VIP was configured nowhere after a takeover (F14)",
+        "F14")
+    return _WRAPPER.replace("@OCF_IPV6ADDR@", OCF_IPV6ADDR), [change]
