@@ -2,10 +2,15 @@
 
 Modules, one job each: ``resfile`` (parse ``.res``), ``handshake`` (UUID rules + after-sb
 policies, pure), ``metadata`` (on-disk UUIDs/flags/activity log/bitmap), ``wire`` (framing +
-cram-hmac auth), ``daemon`` (per-node replicator), ``loopholder`` (self-clearing loop device),
-``device`` (/dev/drbdN, in-use checks), ``events`` (events2-like JSON lines), ``drbdadm`` (the
-CLI heartbeat's ``drbddisk`` calls), ``service`` (host-side start/stop/status/bootstrap for the
-lab), ``bench`` (measurements), ``cli`` (``lab drbd``, ``lab drbd-bench``).
+cram-hmac auth), ``loopholder`` (self-clearing loop device), ``device`` (/dev/drbdN, in-use
+checks), ``events`` (events2-like JSON lines), ``drbdadm`` (the CLI heartbeat's ``drbddisk``
+calls), ``service`` (host-side start/stop/status/bootstrap for the lab), ``bench``
+(measurements), ``cli`` (``lab drbd``, ``lab drbd-bench``). The per-node daemon: ``daemon``
+(wiring, ``main``), ``core`` (shared state, events, handlers), ``fusedev`` (the kernel's FUSE
+protocol for one file), ``datapath`` (application I/O on both disks), ``disk`` (the backing
+image), ``connection`` (the peer link and its requests), ``negotiate`` (the handshake's I/O),
+``resync``, ``roles`` (Primary/Secondary, ``/dev/drbdN``), ``control`` (drbdadm's socket),
+``paths``.
 
 Semantics worth knowing (each is DRBD 8.4's unless said otherwise):
 

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.replicator.daemon import RUN_DIR, run_paths
 from lab.replicator.metadata import Metadata, MetadataError
+from lab.replicator.paths import RUN_DIR, run_paths
 from lab.replicator.resfile import ResFileError, Resource, load_dir
 
 CONFIG_DIR = os.environ.get("DRBD_CONFIG_DIR", "/etc/drbd.d")

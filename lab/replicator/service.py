@@ -51,7 +51,7 @@ def wrapper_text(records: str | None, image_sync: bool = True) -> str:
     ]
     if records:
         lines.append(f"export HAPAIR_LAB_RECORDS={records}")
-    if not image_sync:  # see daemon.Replicator.image_sync
+    if not image_sync:  # see disk.LocalDisk.image_sync
         lines.append("export HAPAIR_REPL_IMAGE_SYNC=0")
     lines.append(f'exec {sys.executable} -m lab.replicator.drbdadm "$@"')
     return "\n".join(lines) + "\n"
@@ -69,7 +69,7 @@ def install(node: Node, image_sync: bool = True) -> None:
     """Make the node's private ``/usr/sbin/drbdadm`` (= ``/sbin/drbdadm``) our wrapper.
 
     ``image_sync=False``: flushes do not fdatasync the backing images (see
-    ``daemon.Replicator.image_sync``) -- the lab's faults never lose the host's page cache.
+    ``disk.LocalDisk.image_sync``) -- the lab's faults never lose the host's page cache.
     """
     if real_drbd():
         return

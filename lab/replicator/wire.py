@@ -42,6 +42,7 @@ NEG_ACK = 16  # peer failed a write
 READ_REQ = 17  # diskless primary reads from the peer
 READ_REPLY = 18
 DISCONNECT = 19
+DISCARD = 20  # offset, payload = 8-byte length; answered by ACK
 
 MAX_PAYLOAD = 64 * 1024 * 1024
 
@@ -63,6 +64,11 @@ class Frame:
 
     def json(self) -> Any:
         return json.loads(self.payload)
+
+
+def timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_SNDTIMEO/SO_RCVTIMEO."""
+    return struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
 
 
 def recv_line(sock: socket.socket) -> bytes:
