@@ -51,6 +51,35 @@ def _latencies(node: Node, directory: str, n: int) -> list[float]:
     return lat
 
 
+def _io_stats(node: Node, name: str) -> dict[str, dict[str, float]]:
+    st = service.full_status(node, name) or {}
+    return dict(st.get("io_stats", {}))
+
+
+def _breakdown(before: dict[str, Any], after: dict[str, Any], rewrites: int,
+               median_ms: float) -> dict[str, Any]:
+    """What one rewrite asks of the replicator, and how long the replicator takes to answer
+    (from the kernel's FUSE request to our reply, peer included); the rest of the median is
+    the writer, ext4, the loop device and FUSE in the kernel."""
+    out: dict[str, Any] = {}
+    inside = 0.0
+    for op in ("write", "fsync"):
+        a, b = before.get(op, {}), after.get(op, {})
+        count = b.get("count", 0) - a.get("count", 0)
+        ms = b.get("ms", 0.0) - a.get("ms", 0.0)
+        if not count:
+            continue
+        out[f"{op}s_per_rewrite"] = round(count / rewrites, 2)
+        out[f"{op}_mean_ms"] = round(ms / count, 3)
+        if op == "write":
+            out["write_mean_bytes"] = round((b.get("bytes", 0) - a.get("bytes", 0)) / count)
+        inside += ms / rewrites
+    if out:
+        out["replicator_mean_ms_per_rewrite"] = round(inside, 3)
+        out["median_ms"] = median_ms
+    return out
+
+
 def _summary(lat: list[float]) -> dict[str, float]:
     s = sorted(lat)
     return {"median_ms": round(statistics.median(s), 3),
@@ -75,7 +104,9 @@ def lease_rewrite_latency(primary: Node, name: str = "drbd0", n: int = 300,
         primary.succeed(f"mkfs.ext4 -q -F {loop} && mount {loop} /run/bench/plain")
         _latencies(primary, "/run/bench/repl", 20)  # warm up both
         _latencies(primary, "/run/bench/plain", 20)
+        before = _io_stats(primary, name)
         repl = _summary(_latencies(primary, "/run/bench/repl", n))
+        breakdown = _breakdown(before, _io_stats(primary, name), n, repl["median_ms"])
         plain = _summary(_latencies(primary, "/run/bench/plain", n))
     finally:
         primary.execute("umount /run/bench/repl; umount /run/bench/plain")
@@ -85,7 +116,8 @@ def lease_rewrite_latency(primary: Node, name: str = "drbd0", n: int = 300,
         plain_img.unlink(missing_ok=True)
     return {"replicated": repl, "plain_loop": plain, "samples": n,
             "ratio_median": round(repl["median_ms"] / plain["median_ms"], 2),
-            "ratio_p99": round(repl["p99_ms"] / plain["p99_ms"], 2), "goal_ratio": 2.5}
+            "ratio_p99": round(repl["p99_ms"] / plain["p99_ms"], 2), "goal_ratio": 2.5,
+            "breakdown": breakdown}
 
 
 def full_sync(source: Node, target: Node, name: str = "drbd0",
@@ -155,6 +187,35 @@ def lease_rewrite_without_image_sync(primary: Node, secondary: Node, name: str =
         _restart((primary, secondary), name)
 
 
+def lease_rewrite_disconnected(primary: Node, secondary: Node, name: str = "drbd0",
+                               n: int = 300) -> dict[str, Any]:
+    """The lease benchmark with the peer disconnected: FUSE, the loop and this daemon alone
+    (writes complete locally and mark the bitmap), so the rest of the protocol-C cost is the
+    replication itself."""
+    secondary.succeed(f"drbdadm disconnect {name}")
+    try:
+        return lease_rewrite_latency(primary, name, n)
+    finally:
+        secondary.succeed(f"drbdadm connect {name}")
+        service.wait_connected(secondary, name, 120)
+
+
+def lease_rewrite_levers(primary: Node, secondary: Node, name: str = "drbd0",
+                         n: int = 300) -> dict[str, Any]:
+    """Protocol C with one of the replicator's latency levers turned off at a time: what
+    each buys, measured in the same run as the default."""
+    levers = {"buffered_loop": "HAPAIR_REPL_LOOP_DIO=0",
+              "no_early_writeback": "HAPAIR_REPL_EARLY_WRITEBACK=0"}
+    out: dict[str, Any] = {}
+    try:
+        for key, env in levers.items():
+            _restart((primary, secondary), name, env)
+            out[key] = lease_rewrite_latency(primary, name, n)
+    finally:
+        _restart((primary, secondary), name)
+    return out
+
+
 def _set_protocol(nodes: tuple[Node, ...], name: str, protocol: str) -> str:
     """Rewrite ``protocol X;`` in every node's .res and restart the daemons; returns the old."""
     old = "C"
@@ -211,6 +272,8 @@ def run_all(lab_name: str = "rbench", size_mib: int = 250, n: int = 300,
         out["resync"] = resync(lsvm2, lsvm1, mib=32)
         out["link_rtt_ms"] = link_rtt(lsvm2)
         out["lease_rewrite"] = lease_rewrite_by_protocol(lsvm2, lsvm1, protocols=protocols, n=n)
+        out["lease_rewrite_disconnected"] = lease_rewrite_disconnected(lsvm2, lsvm1, n=n)
+        out["lease_rewrite_levers_off"] = lease_rewrite_levers(lsvm2, lsvm1, n=n)
         out["lease_rewrite_no_image_sync"] = lease_rewrite_without_image_sync(lsvm2, lsvm1, n=n)
         return out
     finally:

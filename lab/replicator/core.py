@@ -83,6 +83,7 @@ class Replicator:
                 "device": self.me.device,
                 "loop": self.roles.loop_dev,
                 "fuse": self.fuse.mounted.is_set(),
+                "io_stats": self.io.io_stats(),
             }
             if self.md:
                 st["uuids"] = {"current": f"{self.md.sb.current:016X}",
@@ -96,6 +97,7 @@ class Replicator:
     def emit(self, event: str = "change", **fields: Any) -> None:
         st = self.state()
         st.pop("uuids", None)
+        st.pop("io_stats", None)
         self.events.emit(event, **{**st, **fields})
 
     def log(self, msg: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,22 @@ class DataPath:
 
     def __init__(self, r: Replicator) -> None:
         self.r = r
+        # op -> [requests, bytes, seconds from the kernel's request to our answer], for the bench
+        self.stats: dict[str, list[float]] = {"write": [0, 0, 0.0], "fsync": [0, 0, 0.0]}
+        self.stats_lock = threading.Lock()
+
+    def _count(self, op: str, nbytes: int, t0: float) -> None:
+        dt = time.perf_counter() - t0
+        with self.stats_lock:
+            st = self.stats[op]
+            st[0] += 1
+            st[1] += nbytes
+            st[2] += dt
+
+    def io_stats(self) -> dict[str, dict[str, float]]:
+        with self.stats_lock:
+            return {op: {"count": int(c), "bytes": int(b), "ms": round(s * 1000, 3)}
+                    for op, (c, b, s) in self.stats.items()}
 
     @property
     def size(self) -> int:
@@ -55,6 +72,7 @@ class DataPath:
     # == this node's requests =====================================================================
     def write(self, data: memoryview, offset: int, done: fusedev.Reply) -> None:
         """Send to the peer, write locally, answer once both did (protocol C)."""
+        t0 = time.perf_counter()
         r = self.r
         n = len(data)
         if offset + n > r.size:
@@ -69,6 +87,7 @@ class DataPath:
                 return
             if not local_ok and r.md is not None and r.dstate != "Diskless":
                 r.md.mark_dirty(offset, n)
+            self._count("write", n, t0)
             done(n)
 
         with r.io_lock:
@@ -113,10 +132,16 @@ class DataPath:
 
     def fsync(self, done: fusedev.Reply) -> None:
         """Forward the flush first, then flush locally: both disks sync at the same time."""
+        t0 = time.perf_counter()
         r = self.r
         link = r.conn.link if r.connected() else None
         wait_peer = link is not None and r.res.protocol != "A"  # A: the peer flushes later
-        join = Join(2 if wait_peer else 1, lambda: done(0))
+
+        def finish() -> None:
+            self._count("fsync", 0, t0)
+            done(0)
+
+        join = Join(2 if wait_peer else 1, finish)
         if link is not None:
             r.conn.request(link, wire.FLUSH, b"", 0, range(0),
                            join.arrive if wait_peer else None)
