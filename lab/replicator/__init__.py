@@ -9,8 +9,8 @@ calls), ``service`` (host-side start/stop/status/bootstrap for the lab), ``bench
 (wiring, ``main``), ``core`` (shared state, events, handlers), ``fusedev`` (the kernel's FUSE
 protocol for one file), ``datapath`` (application I/O on both disks), ``disk`` (the backing
 image), ``connection`` (the peer link and its requests), ``negotiate`` (the handshake's I/O),
-``resync``, ``roles`` (Primary/Secondary, ``/dev/drbdN``), ``control`` (drbdadm's socket),
-``paths``.
+``resync``, ``verify`` (online verify), ``roles`` (Primary/Secondary, ``/dev/drbdN``),
+``control`` (drbdadm's socket), ``paths``.
 
 Semantics worth knowing (each is DRBD 8.4's unless said otherwise):
 
@@ -30,6 +30,8 @@ Semantics worth knowing (each is DRBD 8.4's unless said otherwise):
   /dev/drbdN and wait forever for itself.
 * ``.res`` files: the seed's blog-mangled curly quotes are tolerated (``strict=True`` refuses
   them); errors read ``file:line: problem``.
-* Not implemented: online verify (so no ``out-of-sync`` handler calls), dual-primary I/O
-  (``allow-two-primaries`` only lifts the role check), ``wfc-timeout`` waits at start-up, resize.
+* Online verify (``drbdadm verify``, needs ``verify-alg``) marks differing blocks out of sync
+  on both nodes and calls ``out-of-sync``; a disconnect/connect resyncs them, as in DRBD.
+* Not implemented: dual-primary I/O (``allow-two-primaries`` only lifts the role check),
+  ``wfc-timeout`` waits at start-up, resize.
 """

@@ -73,6 +73,10 @@ class Connection:
             wire.RS_DATA: r.resync.on_data,
             wire.RS_ACK: r.resync.on_ack,
             wire.RS_DONE: lambda _link, f: r.resync.finish_target(f.json()),
+            wire.OV_START: r.verify.on_start,
+            wire.OV_REQ: r.verify.on_request,
+            wire.OV_REPLY: r.verify.on_reply,
+            wire.OV_DONE: r.verify.on_done,
         }
 
     # == requests =================================================================================
@@ -299,6 +303,8 @@ class Connection:
             md.new_current_uuid(primary=True)
         if was == "SyncSource":
             r.resync.aborted()
+        elif was in ("VerifyS", "VerifyT"):
+            r.verify.aborted()
         r.set_state(cstate="WFConnection" if self.want_connect else "StandAlone",
                     peer_role="Unknown", pdsk="DUnknown")
         r.events.emit("connection-lost", reason=reason, role=r.role, cstate=r.cstate,
@@ -317,7 +323,7 @@ class Connection:
             if link is None:
                 continue
             idle = time.monotonic() - self.last_rx
-            busy = bool(self.pending) or r.cstate == "SyncSource"
+            busy = bool(self.pending) or r.cstate in ("SyncSource", "VerifyS")
             interval = min(r.res.ping_int_s, r.res.timeout_s / 2) if busy \
                 else r.res.ping_int_s
             if idle < interval:

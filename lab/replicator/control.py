@@ -98,6 +98,8 @@ class Control:
             link = r.conn.link
             if link is not None:
                 r.conn.link_lost(link, "invalidate: resync from peer")
+        elif cmd == "verify":
+            r.verify.start()
         elif cmd == "ping":
             return {"rtt_ms": self._ping(int(req.get("count", 100)))}
         elif cmd == "threads":  # diagnostics: where every thread is right now

@@ -25,6 +25,9 @@ from lab.replicator.paths import EVENTS_LOG, run_paths
 from lab.replicator.resfile import Resource
 from lab.replicator.resync import Resync
 from lab.replicator.roles import Roles
+from lab.replicator.verify import Verify
+
+CONNECTED = frozenset({"Connected", "SyncSource", "SyncTarget", "VerifyS", "VerifyT"})
 
 
 class Replicator:
@@ -55,6 +58,7 @@ class Replicator:
         self.disk = LocalDisk(self)
         self.io = DataPath(self)
         self.resync = Resync(self)
+        self.verify = Verify(self)
         self.roles = Roles(self)
         self.control = Control(self)
         self.conn = Connection(self)  # last: it routes the peer's frames to the parts above
@@ -67,8 +71,7 @@ class Replicator:
         return (self.md.dirty_blocks * BLOCK // 1024) if self.md else 0
 
     def connected(self) -> bool:
-        return self.conn.link is not None and self.cstate in ("Connected", "SyncSource",
-                                                               "SyncTarget")
+        return self.conn.link is not None and self.cstate in CONNECTED
 
     def state(self) -> dict[str, Any]:
         with self.lock:
@@ -90,6 +93,7 @@ class Replicator:
                                "bitmap": f"{self.md.sb.bitmap:016X}",
                                "history": [f"{h:016X}" for h in self.md.sb.history]}
             st.update(self.resync.state())
+            st.update(self.verify.state())
             if self.split_brain:
                 st["split_brain"] = self.split_brain
             return st

@@ -32,6 +32,7 @@ LOG_DIR = "/var/log"
 
 VERBS = ("create-md", "up", "down", "attach", "detach", "connect", "disconnect", "primary",
          "secondary", "role", "cstate", "dstate", "status", "sh-dev", "sh-minor", "invalidate",
+         "verify",
          "sh-resources", "lab-status", "lab-io-error", "dump")
 
 
@@ -206,8 +207,9 @@ def status_text(res: Resource, st: dict[str, Any] | None) -> str:
         lines.append(f"  {peer} role:{st['peer_role']}")
         repl = {"Connected": "Established"}.get(st["cstate"], st["cstate"])
         extra = ""
-        if "resync" in st and st["resync"]["total_kib"]:
-            r = st["resync"]
+        progress = st.get("resync") or st.get("verify")
+        if progress and progress["total_kib"]:
+            r = progress
             extra = f" done:{100.0 * r['done_kib'] / r['total_kib']:.2f}"
         lines.append(f"    replication:{repl} peer-disk:{st['pdsk']}{extra}")
     return "\n".join(lines) + "\n\n"

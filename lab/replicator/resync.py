@@ -87,7 +87,7 @@ class Resync:
         threading.Thread(target=self.sender, args=(link, window), daemon=True,
                          name="resync").start()
 
-    def _acquire(self, link: wire.Link, window: threading.Semaphore) -> bool:
+    def acquire(self, link: wire.Link, window: threading.Semaphore) -> bool:
         """A window slot; False if the link went (or the target stopped answering)."""
         r = self.r
         while not window.acquire(timeout=r.res.timeout_s):
@@ -111,7 +111,7 @@ class Resync:
                 j = i + 1
                 while j < len(dirty) and dirty[j] == dirty[j - 1] + 1 and j - i < CHUNK_BLOCKS:
                     j += 1
-                if not self._acquire(link, window):
+                if not self.acquire(link, window):
                     return
                 if r.conn.link is not link:
                     window.release()
@@ -130,7 +130,7 @@ class Resync:
                                   total_kib=self.total * BLOCK // 1024,
                                   role=r.role, cstate=r.cstate, dstate=r.dstate)
             for _ in range(WINDOW):  # wait until every chunk was acknowledged
-                if not self._acquire(link, window):
+                if not self.acquire(link, window):
                     return
             for _ in range(WINDOW):
                 window.release()

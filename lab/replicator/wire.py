@@ -43,6 +43,10 @@ READ_REQ = 17  # diskless primary reads from the peer
 READ_REPLY = 18
 DISCONNECT = 19
 DISCARD = 20  # offset, payload = 8-byte length; answered by ACK
+OV_START = 21  # json: alg, blocks -- the peer becomes VerifyT
+OV_REQ = 22  # offset, payload = 8-byte block count; answered by OV_REPLY
+OV_REPLY = 23  # offset, payload = one digest per block
+OV_DONE = 24  # json: found (block numbers out of sync)
 
 MAX_PAYLOAD = 64 * 1024 * 1024
 
