@@ -389,6 +389,39 @@ def test_online_verify_finds_exactly_the_corrupted_block(lab: Lab) -> None:
     assert rc == 11 and "Need a connection to start verify or resync" in out, out
 
 
+def test_resize_grows_the_device_online_after_both_disks_grew(lab: Lab) -> None:
+    """``drbdadm resize``: both backing images grow (lvextend), the mounted device grows to
+    the smaller of the two, the new storage resyncs from the Primary, ext4 then grows."""
+    lsvm1, lsvm2 = setup_pair(lab)
+    mount_primary(lsvm2)
+    lsvm2.succeed(f"echo before-resize > {MNT}/kept && sync -f {MNT}/kept")
+    old = state(lsvm2)["size_kib"]
+    for node, mib in ((lsvm1, 96), (lsvm2, 112)):  # lsvm1's disk is the smaller one
+        os.truncate(service.image_path(node), mib * 1024 * 1024)
+    lsvm1.succeed("drbdadm resize drbd0")  # asked on the Secondary: the Primary resyncs
+    new = data_size_for(96 * 1024 * 1024)
+    for node in (lsvm1, lsvm2):
+        wait(node, lambda s: s["size_kib"] == new // 1024 and s["cstate"] == "Connected"
+             and s["out_of_sync_kib"] == 0, "grown and resynced", timeout=60)
+        assert [e["size_kib"] for e in events(node, "resized")] == [new // 1024]
+    assert state(lsvm1)["last_resync"]["kib"] == new // 1024 - old  # just the new storage
+    assert int(lsvm2.succeed("blockdev --getsize64 /dev/drbd0")) == new
+    # the nodes lack CAP_SYS_RESOURCE for ext4's online grow: grow it unmounted
+    lsvm2.succeed(f"umount {MNT} && e2fsck -fp /dev/drbd0 && resize2fs /dev/drbd0 && "
+                  f"mount /dev/drbd0 {MNT}")
+    blocks = int(lsvm2.succeed(f"stat -f -c %b {MNT}"))
+    bsize = int(lsvm2.succeed(f"stat -f -c %S {MNT}"))
+    assert blocks * bsize > old * 1024  # the filesystem grew past the old device
+    assert lsvm2.succeed(f"cat {MNT}/kept").strip() == "before-resize"
+    lsvm2.succeed(f"umount {MNT} && fsck.ext4 -fn /dev/drbd0 && drbdadm secondary drbd0")
+    assert image_digest(lsvm1) == hashlib.sha256(_data_area(lsvm2, new)).hexdigest()
+
+
+def _data_area(node: Node, size: int) -> bytes:
+    with open(service.image_path(node), "rb") as f:
+        return f.read(size)
+
+
 def test_events_stream_is_monotonic_json(lab: Lab) -> None:
     lsvm1, _ = setup_pair(lab, mkfs=False)
     evs = events(lsvm1)

@@ -9,8 +9,8 @@ calls), ``service`` (host-side start/stop/status/bootstrap for the lab), ``bench
 (wiring, ``main``), ``core`` (shared state, events, handlers), ``fusedev`` (the kernel's FUSE
 protocol for one file), ``datapath`` (application I/O on both disks), ``disk`` (the backing
 image), ``connection`` (the peer link and its requests), ``negotiate`` (the handshake's I/O),
-``resync``, ``verify`` (online verify), ``roles`` (Primary/Secondary, ``/dev/drbdN``),
-``control`` (drbdadm's socket), ``paths``.
+``resync``, ``verify`` (online verify), ``resize`` (online grow), ``roles`` (Primary/Secondary,
+``/dev/drbdN``), ``control`` (drbdadm's socket), ``paths``.
 
 Semantics worth knowing (each is DRBD 8.4's unless said otherwise):
 
@@ -32,6 +32,9 @@ Semantics worth knowing (each is DRBD 8.4's unless said otherwise):
   them); errors read ``file:line: problem``.
 * Online verify (``drbdadm verify``, needs ``verify-alg``) marks differing blocks out of sync
   on both nodes and calls ``out-of-sync``; a disconnect/connect resyncs them, as in DRBD.
+* ``drbdadm resize`` grows the device online (connected) to the smaller of the two grown
+  backing disks, moving the internal metadata to the new end; the new storage resyncs from
+  the Primary. Not implemented: shrinking, ``--assume-peer-has-space``/``--assume-clean``.
 * Not implemented: dual-primary I/O (``allow-two-primaries`` only lifts the role check),
-  ``wfc-timeout`` waits at start-up, resize.
+  ``wfc-timeout`` waits at start-up.
 """

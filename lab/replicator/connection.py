@@ -77,6 +77,10 @@ class Connection:
             wire.OV_REQ: r.verify.on_request,
             wire.OV_REPLY: r.verify.on_reply,
             wire.OV_DONE: r.verify.on_done,
+            wire.SYNC_UUID: r.resync.on_sync_uuid,
+            wire.RESIZE_REQ: r.resize.on_request,
+            wire.RESIZE_DONE: lambda _link, f: self.complete(f.seq, True, f.payload),
+            wire.RESIZE_SYNC: r.resize.on_sync,
         }
 
     # == requests =================================================================================

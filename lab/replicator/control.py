@@ -98,6 +98,8 @@ class Control:
             link = r.conn.link
             if link is not None:
                 r.conn.link_lost(link, "invalidate: resync from peer")
+        elif cmd == "resize":
+            return r.resize.command()
         elif cmd == "verify":
             r.verify.start()
         elif cmd == "ping":

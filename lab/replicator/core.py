@@ -23,6 +23,7 @@ from lab.replicator.events import EventLog
 from lab.replicator.metadata import BLOCK, Metadata
 from lab.replicator.paths import EVENTS_LOG, run_paths
 from lab.replicator.resfile import Resource
+from lab.replicator.resize import Resize
 from lab.replicator.resync import Resync
 from lab.replicator.roles import Roles
 from lab.replicator.verify import Verify
@@ -59,6 +60,7 @@ class Replicator:
         self.io = DataPath(self)
         self.resync = Resync(self)
         self.verify = Verify(self)
+        self.resize = Resize(self)
         self.roles = Roles(self)
         self.control = Control(self)
         self.conn = Connection(self)  # last: it routes the peer's frames to the parts above
@@ -86,6 +88,7 @@ class Replicator:
                 "device": self.me.device,
                 "loop": self.roles.loop_dev,
                 "fuse": self.fuse.mounted.is_set(),
+                "size_kib": self.size >> 10,
                 "io_stats": self.io.io_stats(),
             }
             if self.md:

@@ -32,7 +32,7 @@ LOG_DIR = "/var/log"
 
 VERBS = ("create-md", "up", "down", "attach", "detach", "connect", "disconnect", "primary",
          "secondary", "role", "cstate", "dstate", "status", "sh-dev", "sh-minor", "invalidate",
-         "verify",
+         "verify", "resize",
          "sh-resources", "lab-status", "lab-io-error", "dump")
 
 

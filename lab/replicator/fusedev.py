@@ -60,6 +60,8 @@ KSTATFS = struct.Struct("=QQQQQIIII6I")
 INIT_IN = struct.Struct("=IIII")
 INIT_OUT = struct.Struct("=IIIIHHIIHHI7I")
 DIRENT = struct.Struct("=QQII")
+NOTIFY_INVAL_INODE = 2
+NOTIFY_INVAL = struct.Struct("=Qqq")  # ino, offset (-1: attributes only), length
 
 Reply = Callable[[int], None]  # bytes written (>= 0) or -errno
 
@@ -104,6 +106,13 @@ class FuseFile:
         size = OUT_HEADER.size + sum(len(p) for p in payload)
         with contextlib.suppress(OSError):  # ENOENT: the request was aborted meanwhile
             os.writev(self.fd, [OUT_HEADER.pack(size, error, unique), *payload])
+
+    def invalidate_attributes(self) -> None:
+        """Make the kernel ask for the file's size again (after an online resize)."""
+        with contextlib.suppress(OSError):  # ENOENT: the kernel holds no inode for it
+            os.writev(self.fd, [OUT_HEADER.pack(OUT_HEADER.size + NOTIFY_INVAL.size,
+                                                NOTIFY_INVAL_INODE, 0),
+                                NOTIFY_INVAL.pack(FILE, -1, 0)])
 
     def answer(self, unique: int) -> Reply:
         def done(result: int) -> None:

@@ -6,7 +6,8 @@ Whatever way the node ends (``drbdadm secondary``, crash, lab teardown), no loop
 behind over a FUSE mount that no longer exists. It is not the FUSE server, so its last close
 (which may flush the device through FUSE) never waits on itself.
 
-Usage: ``python -m lab.replicator.loopholder FILE`` prints ``/dev/loopN`` and waits for SIGTERM.
+Usage: ``python -m lab.replicator.loopholder FILE`` prints ``/dev/loopN`` and waits for SIGTERM;
+SIGUSR1 makes the loop device re-read the file's size and prints ``capacity BYTES``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 
 LOOP_CTL_GET_FREE = 0x4C82
 LOOP_CONFIGURE = 0x4C0A
+LOOP_SET_CAPACITY = 0x4C07
 LO_FLAGS_AUTOCLEAR = 4
 LO_FLAGS_DIRECT_IO = 16
 LOOP_MAJOR = 7
@@ -69,7 +71,18 @@ def attach(backing: str, tries: int = 20) -> tuple[str, int]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    path, _fd = attach(args[0])
+    path, fd = attach(args[0])
+
+    def set_capacity(*_: object) -> None:
+        """The replicated file grew (``drbdadm resize``): make the loop device follow."""
+        os.stat(args[0])  # the file's new size, fresh from the FUSE server
+        try:
+            fcntl.ioctl(fd, LOOP_SET_CAPACITY, 0)
+            print(f"capacity {os.lseek(fd, 0, os.SEEK_END)}", flush=True)
+        except OSError as e:
+            print(f"capacity change failed: {e}", flush=True)
+
+    signal.signal(signal.SIGUSR1, set_capacity)
     print(path, flush=True)
     while True:
         signal.pause()

@@ -69,11 +69,13 @@ class Superblock:
 class Metadata:
     """The metadata area of one open image; thread-safe, every mutation persisted."""
 
-    def __init__(self, fd: int, image_size: int) -> None:
+    def __init__(self, fd: int, image_size: int, data_size: int | None = None) -> None:
         self.fd = fd
         self.image_size = image_size
-        self.data_size = data_size_for(image_size)
-        self.md_offset = self.data_size
+        # the metadata sits at the end of the image; the data area may be smaller than the
+        # space before it (after a resize agreed on the smaller of two disks)
+        self.md_offset = data_size_for(image_size)
+        self.data_size = self.md_offset if data_size is None else data_size
         self.blocks = self.data_size // BLOCK
         self.lock = threading.RLock()
         self.sb = Superblock(data_size=self.data_size)
@@ -105,10 +107,12 @@ class Metadata:
         body = raw[16 : 16 + length]
         if zlib.crc32(body) != crc:
             raise MetadataError("meta-data superblock checksum mismatch")
-        md.sb = Superblock(**json.loads(body))
-        if md.sb.data_size != md.data_size:
-            raise MetadataError(f"meta-data says {md.sb.data_size} bytes, image holds "
-                                f"{md.data_size}")
+        sb = Superblock(**json.loads(body))
+        if sb.data_size > md.md_offset:
+            raise MetadataError(f"meta-data says {sb.data_size} bytes, image holds "
+                                f"{md.md_offset}")
+        md = cls(fd, image_size, sb.data_size)
+        md.sb = sb
         md.bitmap = bytearray(os.pread(fd, len(md.bitmap), md.md_offset + BM_OFFSET))
         md._bits = sum(bin(b).count("1") for b in md.bitmap)
         al_raw = os.pread(fd, BLOCK, md.md_offset + AL_OFFSET)
@@ -190,6 +194,25 @@ class Metadata:
             if disk != self.sb.disk:
                 self.sb.disk = disk
                 self.write_superblock()
+
+    def grow(self, image_size: int, data_size: int) -> range:
+        """Online resize: the metadata moves to the end of the grown image and the new
+        blocks are out of sync (DRBD resyncs new storage after an online grow)."""
+        with self.lock:
+            old = self.blocks
+            self.image_size = image_size
+            self.md_offset = data_size_for(image_size)
+            if data_size > self.md_offset:
+                raise MetadataError(f"{data_size} bytes do not fit before the metadata")
+            self.data_size, self.blocks = data_size, data_size // BLOCK
+            self.bitmap.extend(bytes((self.blocks + 7) // 8 - len(self.bitmap)))
+            for b in range(old, self.blocks):
+                self._set(b)
+            self.sb.data_size = data_size
+            self.write_bitmap()
+            self.write_al()
+            self.write_superblock()  # last: until it is there, the image has no metadata
+            return range(old, self.blocks)
 
     # -- activity log ----------------------------------------------------------------------------
     def write_al(self) -> None:

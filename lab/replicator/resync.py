@@ -71,6 +71,12 @@ class Resync:
         self.r.set_state(cstate="SyncTarget", dstate="Inconsistent", pdsk="UpToDate")
         self._started("target", full)
 
+    def on_sync_uuid(self, _link: wire.Link, f: wire.Frame) -> None:
+        """A resync started on a live link (new storage after an online grow)."""
+        md = self.r.md
+        if md is not None:
+            self.begin_target(md, f.json()["uuid"], False)
+
     def aborted(self) -> None:
         if self.total:
             self.last = {"side": "source", "aborted": True, "blocks": self.done,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -115,6 +117,16 @@ class Roles:
                                 "node": r.hostname, "resource": r.res.name})
         self.loop_dev = loop
         device.make_block_node(r.me.device, loop)
+
+    def grow_device(self) -> None:
+        """Ask the loop device's holder to re-read the file's size (LOOP_SET_CAPACITY)."""
+        holder = self.holder
+        if holder is None or holder.stdout is None:
+            return
+        holder.send_signal(signal.SIGUSR1)  # our own child, by its Popen
+        ready, _, _ = select.select([holder.stdout], [], [], 10.0)
+        line = holder.stdout.readline().strip() if ready else ""
+        self.r.log(f"loop device {self.loop_dev}: {line or 'no answer to the capacity change'}")
 
     def _unexpose(self) -> None:
         r = self.r

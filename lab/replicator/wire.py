@@ -47,6 +47,9 @@ OV_START = 21  # json: alg, blocks -- the peer becomes VerifyT
 OV_REQ = 22  # offset, payload = 8-byte block count; answered by OV_REPLY
 OV_REPLY = 23  # offset, payload = one digest per block
 OV_DONE = 24  # json: found (block numbers out of sync)
+RESIZE_REQ = 25  # json: max (the asker's capacity), source (who resyncs the new storage)
+RESIZE_DONE = 26  # json: size (agreed, already applied by the sender)
+RESIZE_SYNC = 27  # the asker grew too: the receiver starts the resync of the new storage
 
 MAX_PAYLOAD = 64 * 1024 * 1024
 
@@ -68,6 +71,10 @@ class Frame:
 
     def json(self) -> Any:
         return json.loads(self.payload)
+
+
+def json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
 
 
 def timeval(seconds: float) -> bytes:
