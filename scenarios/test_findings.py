@@ -14,8 +14,11 @@ import time
 
 import pytest
 
+from lab.checks import is_real_client
 from lab.lab import Lab
 from lab.node import wait_for
+from lab.probes.fixture import Probes
+from lab.probes.records import DhcpEvent
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed, pytest.mark.finding, pytest.mark.crash]
 
@@ -100,3 +103,56 @@ def test_said_running_before_start_reads_heartbeat_lines() -> None:
             "4100:13c2:0:ffff:c0a8:0304/64/enp2s1.3)[1217]:    INFO:  Running OK\n")
     assert said_running_before_start(line) == {"2001:db8:4100:13c2:0:ffff:c0a8:304"}
     assert said_running_before_start(line.replace("Running OK", "Resource is stopped")) == set()
+
+
+def first_offer_waits(records: list[DhcpEvent]) -> list[float]:
+    """Per client: seconds from its first DISCOVER to its first OFFER, sorted (clients with no
+    offer are left out: the caller checks that everyone bound)."""
+    sent: dict[str, float] = {}
+    offered: dict[str, float] = {}
+    for r in sorted(records, key=lambda r: r.t):
+        if r.event == "send" and r.msg == "DISCOVER":
+            sent.setdefault(r.client, r.t)
+        elif r.event == "offer" and r.client in sent:
+            offered.setdefault(r.client, r.t - sent[r.client])
+    return sorted(offered.values())
+
+
+def test_first_offer_waits_from_records() -> None:
+    recs = [DhcpEvent(0.0, "a", "send", "SELECTING", msg="DISCOVER"),
+            DhcpEvent(0.1, "b", "send", "SELECTING", msg="DISCOVER"),
+            DhcpEvent(3.6, "a", "offer", "REQUESTING"),
+            DhcpEvent(4.0, "a", "send", "REQUESTING", msg="REQUEST"),
+            DhcpEvent(7.7, "b", "offer", "REQUESTING"),
+            DhcpEvent(8.0, "b", "offer", "REQUESTING")]
+    assert first_offer_waits(recs) == pytest.approx([3.6, 7.6])
+
+
+# dnsmasq waits PING_WAIT = 3 s for an echo reply; anything well under that had no ping check
+PING_WAIT_S = 3.0
+FLEET = 10
+
+
+@pytest.mark.parametrize("kept", [
+    pytest.param(True, id="F13-seed-profile", marks=[pytest.mark.stack("seed", profile="seed")]),
+    pytest.param(False, id="F13-fast-profile-no-ping", marks=[
+        pytest.mark.stack("seed", profile="fast")]),
+])
+def test_F13_new_clients_wait_for_dnsmasqs_ping_check_one_after_another(
+        lab: Lab, probes: Probes, kept: bool) -> None:
+    def fleet_events() -> list[DhcpEvent]:
+        return [r for r in probes.timeline().of(DhcpEvent) if not is_real_client(r)]
+
+    with probes.dhcp(clients=FLEET, node="c1"):
+        def all_bound() -> bool:
+            return len({r.client for r in fleet_events() if r.event == "bound"}) == FLEET
+        wait_for(all_bound, 120, lambda: f"{FLEET} fleet clients bound")
+    waits = first_offer_waits(fleet_events())
+    assert len(waits) == FLEET, waits
+    slow = [w for w in waits if w >= 0.8 * PING_WAIT_S]
+    if kept:
+        # one ping wait per new address, one after another: at least the second client in line
+        # waited for the first one's ping and its own
+        assert len(slow) >= 2 and waits[1] >= 1.5 * PING_WAIT_S, waits
+    else:
+        assert not slow, waits

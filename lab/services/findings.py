@@ -169,14 +169,16 @@ FINDINGS = (*FINDINGS, Finding(
     seed_says="dnsmasq.conf has no `no-ping`: before offering an address no lease names, dnsmasq "
     "pings it and waits ~3 s for an echo reply",
     what_happens="while it waits dnsmasq handles no other DHCP packet, so a burst of new clients "
-    "is served one every ~4 s. Measured on the seed profile, no fault, 10 fleet clients asking "
-    "at once: DHCPOFFERs at 3.7, 7.7 and 11.7 s, then the other seven at 15.7 s (dnsmasq stops "
-    "pinging once it has pinged a lot in the last 30 s). The first client's REQUEST was queued "
-    "behind the other clients' pings, so it bound only at 15.7 s. After a failover this adds "
+    "is served one every 3-4 s. Measured on the seed profile, no fault, 10 fleet clients asking "
+    "at once: first OFFERs after 3.0, 6.0 and 9.0 s, the other seven after 11.9 s "
+    "(`scenarios/test_findings.py -k F13`; `lab measure` once: 3.7, 7.7, 11.7, then 15.7 s); "
+    "dnsmasq stops pinging once it has pinged a lot in the last 30 s. The first client's "
+    "REQUEST waited behind the other clients' pings: in the `lab measure` run it bound at 15.7 s. After a failover this adds "
     "to the outage for every client the lease file does not know yet: in the seed-profile crash "
     "run (bench/seed-crash-takeover.png) the 10-client fleet's longest wait for an ACK was "
     "55 s, against a 24 s DNS takeover. Clients the lease file knows are not pinged",
-    evidence="lab up; lab measure --duration 30 --clients c1 --dhcp-clients 10 --out /tmp/m; "
+    evidence="pytest scenarios/test_findings.py -k F13 (seed profile vs fast, which sets "
+    "no-ping); or: lab up; lab measure --duration 30 --clients c1 --dhcp-clients 10 --out /tmp/m; "
     "lab exec lsvm2 -- grep DHCPOFFER /var/log/syslog",
     fixed_by_lab=False,
 ), Finding(
