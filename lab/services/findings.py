@@ -173,7 +173,8 @@ FINDINGS = (*FINDINGS, Finding(
     "at once: first OFFERs after 3.0, 6.0 and 9.0 s, the other seven after 11.9 s "
     "(`scenarios/test_findings.py -k F13`; `lab measure` once: 3.7, 7.7, 11.7, then 15.7 s); "
     "dnsmasq stops pinging once it has pinged a lot in the last 30 s. The first client's "
-    "REQUEST waited behind the other clients' pings: in the `lab measure` run it bound at 15.7 s. After a failover this adds "
+    "REQUEST waited behind the other clients' pings: in the `lab measure` run it bound at "
+    "15.7 s. After a failover this adds "
     "to the outage for every client the lease file does not know yet: in the seed-profile crash "
     "run (bench/seed-crash-takeover.png) the 10-client fleet's longest wait for an ACK was "
     "55 s, against a 24 s DNS takeover. Clients the lease file knows are not pinged",
