@@ -42,9 +42,9 @@ class Pending:
 
     def settle(self, ok: bool, data: bytes = b"") -> None:
         self.ok, self.data = ok, data
-        self.done.set()
-        if self.then is not None:
+        if self.then is not None:  # first: it may answer the kernel
             self.then(self)
+        self.done.set()
 
 
 class Connection:

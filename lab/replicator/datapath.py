@@ -87,8 +87,8 @@ class DataPath:
                 return
             if not local_ok and r.md is not None and r.dstate != "Diskless":
                 r.md.mark_dirty(offset, n)
-            self._count("write", n, t0)
             done(n)
+            self._count("write", n, t0)
 
         with r.io_lock:
             md = r.md
@@ -138,8 +138,8 @@ class DataPath:
         wait_peer = link is not None and r.res.protocol != "A"  # A: the peer flushes later
 
         def finish() -> None:
-            self._count("fsync", 0, t0)
             done(0)
+            self._count("fsync", 0, t0)
 
         join = Join(2 if wait_peer else 1, finish)
         if link is not None:
