@@ -38,6 +38,7 @@ ALWAYS_IGNORED = (
 class Finding:
     audit: str
     message: str
+    subject: str = ""  # the VIP or node it is about: where `evidence` looks in the logs
 
     def __str__(self) -> str:
         return f"[{self.audit}] {self.message}"
@@ -54,7 +55,7 @@ def vip_findings(status: Mapping[str, Any]) -> list[Finding]:
         nodes = holders.get(vip, [holder] if holder else [])
         if len(nodes) != 1:
             found.append(Finding("vips", f"{vip} is held by {len(nodes)} nodes "
-                                         f"({', '.join(nodes) or 'none'})"))
+                                         f"({', '.join(nodes) or 'none'})", vip))
     return found
 
 
@@ -101,7 +102,7 @@ def drbd_findings(status: Mapping[str, Any]) -> list[Finding]:
     for node, state in sorted(drbd.items()):
         if state.get("cstate") != "Connected" or state.get("dstate") != "UpToDate":
             found.append(Finding("drbd", f"{node}: {state.get('role')} "
-                                         f"{state.get('cstate')}/{state.get('dstate')}"))
+                                         f"{state.get('cstate')}/{state.get('dstate')}", node))
     primaries = sorted(n for n, s in drbd.items() if s.get("role") == "Primary")
     if len(primaries) != 1:
         found.append(Finding("drbd", f"{len(primaries)} Primary ({', '.join(primaries)})"))
@@ -118,6 +119,35 @@ def log_findings(logs: Mapping[str, str], ignore: Iterable[str] = ()) -> list[Fi
             if bad.search(line) and not any(p.search(line) for p in skip):
                 found.append(Finding("logs", f"{source}: {line.strip()[:300]}"))
     return found
+
+
+_ADDRESS_TOKEN = re.compile(r"[0-9A-Fa-f:.]{7,}")
+
+
+def _mentions(line: str, address: str) -> bool:
+    """Whether a log line names this address in any spelling (heartbeat's resource lines keep
+    haresources' zero-padded groups: …:c0a8:0304 for …:c0a8:304)."""
+    want = _canonical(address)
+    return any(_canonical(token.strip(":.")) == want
+               for token in _ADDRESS_TOKEN.findall(line))
+
+
+def evidence(findings: Iterable[Finding], logs: Mapping[str, str], lines: int = 6) -> list[str]:
+    """Log lines that explain state findings, so a failure can be understood from its message
+    alone (a CI clone's artifacts are gone): for a VIP, the last heartbeat/resource-agent lines
+    that name it, from every node; for DRBD, the node's last replicator events."""
+    out: list[str] = []
+    for f in findings:
+        if f.audit == "vips" and f.subject:
+            for source, text in sorted(logs.items()):
+                if source.endswith("/ha-log"):
+                    hits = [ln.strip() for ln in text.splitlines() if _mentions(ln, f.subject)]
+                    out += [f"{source}: {ln[:300]}" for ln in hits[-lines:]]
+        elif f.audit == "drbd" and f.subject:
+            text = logs.get(f"{f.subject}/drbd-events.log", "")
+            out += [f"{f.subject}/drbd-events.log: {ln.strip()[:300]}"
+                    for ln in text.splitlines()[-lines:]]
+    return list(dict.fromkeys(out))
 
 
 def state_findings(status: Mapping[str, Any], skip: Iterable[str] = ()) -> list[Finding]:

@@ -173,14 +173,16 @@ def _audit(lab: Lab, request: pytest.FixtureRequest, offsets: dict[str, int]) ->
         if not findings or time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    logs = audits.read_logs({n.name: n.dir / "fs" / "var" / "log" for n in lab}, offsets)
+    explained = audits.evidence(findings, logs)
     if "logs" not in skip:
-        logs = audits.read_logs({n.name: n.dir / "fs" / "var" / "log" for n in lab}, offsets)
         findings += audits.log_findings(logs, ignore)
     if findings:
-        evidence = {k: status.get(k) for k in ("vip", "services", "drbd", "heartbeat")}
+        state = {k: status.get(k) for k in ("vip", "services", "drbd", "heartbeat")}
         pytest.fail("audit failed after the scenario (settled for up to "
                     f"{settle:.0f} s):\n" + "\n".join(str(f) for f in findings) +
-                    "\nstatus: " + json.dumps(evidence, sort_keys=True), pytrace=False)
+                    "\nstatus: " + json.dumps(state, sort_keys=True) +
+                    "".join(f"\nlog: {line}" for line in explained), pytrace=False)
 
 
 @pytest.fixture

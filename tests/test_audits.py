@@ -75,3 +75,24 @@ def test_read_logs_from_offsets(tmp_path: Path) -> None:
     (tmp_path / "lsvm1" / "ha-log").write_text("old line\nnew ERROR: line\n")
     logs = audits.read_logs({"lsvm1": tmp_path / "lsvm1"}, {"lsvm1/ha-log": 9})
     assert logs == {"lsvm1/ha-log": "new ERROR: line\n"}
+
+
+def test_evidence_names_the_vips_resource_lines_in_any_spelling() -> None:
+    ha_log = (
+        "2026/11/26_09:09:46  ResourceManager(default)[497]:    info: Running "
+        "/etc/ha.d//resource.d/IPv6addr 2001:db8:4100:13c2:0:ffff:c0a8:0104/64/enp2s1 start\n"
+        "2026/11/26_09:09:53  /usr/lib/ocf/resource.d//heartbeat/IPv6addr(IPv6addr_2001:db8:"
+        "4100:13c2:0:ffff:c0a8:0304/64/enp2s1.3)[1217]:    INFO:  Running OK\n"
+        "Nov 26 09:09:45 lsvm1 heartbeat: [29]: WARN: node lsvm2: is dead\n")
+    found = audits.vip_findings(split(HEALTHY, vip={"2001:db8:4100:13c2:0:ffff:c0a8:304": None},
+                                      nodes={}))
+    lines = audits.evidence(found, {"lsvm1/ha-log": ha_log, "lsvm1/syslog": ha_log})
+    assert len(lines) == 1 and lines[0].startswith("lsvm1/ha-log: ")
+    assert lines[0].endswith("INFO:  Running OK")
+
+
+def test_evidence_for_drbd_is_the_nodes_last_events() -> None:
+    found = [audits.Finding("drbd", "lsvm1: Primary StandAlone/UpToDate", "lsvm1")]
+    events = "".join(f'{{"n": {i}}}\n' for i in range(10))
+    lines = audits.evidence(found, {"lsvm1/drbd-events.log": events}, lines=2)
+    assert lines == ['lsvm1/drbd-events.log: {"n": 8}', 'lsvm1/drbd-events.log: {"n": 9}']
