@@ -3,7 +3,9 @@
 Why these three: dnsmasq rewrites its whole lease file and fsyncs it on every lease change, so
 that latency is what clients feel (compared with a plain loop device on the same host disk in
 the same run, so the ratio is fair); the initial full sync and the bitmap resync decide how long
-a returning node stays Inconsistent.
+a returning node stays Inconsistent. The lease numbers come with where the time goes: FUSE
+requests per rewrite and the replicator's own time per request (``breakdown``), the same run
+with the peer disconnected (FUSE, loop and daemon alone), and each latency lever turned off.
 
 Each function takes nodes of a running lab whose two replicator daemons are up (see
 ``service.start``); they leave the resource Connected and Secondary on both sides.
