@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -161,15 +162,22 @@ class Node:
     def crash(self) -> None:
         """Power loss: off the wire and every process gone in the same instant; no shutdown."""
         self.lab.log_event("node.crash", node=self.name)
-        # processes stop first (a machine without power writes no last log lines about its
-        # vanished network), then the wires go, then everything dies
-        # wait (briefly) until the freezer has really stopped everything: a process still
-        # running when its link vanishes logs `No such device` (seen with a busy heartbeat).
-        # A task stuck in uninterruptible sleep may hold the freezer up; power is cut anyway.
-        with suppress(TimeoutError):
+        # A machine without power runs no more code: freeze every process first. A task stuck
+        # in uninterruptible sleep (e.g. on the node's own FUSE daemon, frozen first) can hold
+        # the freezer up; power is cut anyway, and the lab's event log says so.
+        started = time.monotonic()
+        try:
             self.cgroup.freeze(timeout=0.5)
-        self.lab.fabric.unwire(self.spec)
+        except TimeoutError:
+            self.lab.log_event("node.crash.freeze_incomplete", node=self.name,
+                               waited_s=round(time.monotonic() - started, 3))
+        # Then the cables go out (NO-CARRIER: whatever still runs sends into the void, as on a
+        # dead machine, instead of failing with `No such device` on a vanished link -- seen in
+        # heartbeat's log when the freezer had not caught its writer), processes die, and only
+        # then is the wiring removed.
+        self.lab.fabric.set_cable(self.spec, None, plugged=False)
         self._kill()
+        self.lab.fabric.unwire(self.spec)
         if self.lab.stack is not None:
             self.lab.stack.after_crash(self)
 
@@ -239,7 +247,16 @@ class Node:
         if runtime is not None:
             ProcessRef(runtime.init_pid, runtime.init_start).kill()
             if self.cgroup.frozen():
-                self.cgroup.thaw()  # SIGKILL is delivered before any frozen code runs again
+                # every process of the node gets its SIGKILL while still frozen, so none runs
+                # one more instruction on thaw (PID 1's death alone reaches the others only when
+                # the kernel tears the PID namespace down, after they ran a little: heartbeat
+                # logged from a crashed node that way); `unshare`, outside the namespace, is
+                # left to reap PID 1
+                for pid in self.cgroup.pids():
+                    if pid != runtime.unshare_pid:
+                        with suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                self.cgroup.thaw()
             unshare = ProcessRef(runtime.unshare_pid, runtime.unshare_start)
             with suppress(WaitTimeout):
                 wait_for(lambda: not unshare.alive() or self._reaped(), 2,
