@@ -101,8 +101,14 @@ LabFactory = Callable[..., Lab]
 def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
     """Make labs on demand (`lab_factory(stack="seed")`); all are removed after the test, and
     the root namespace must then be exactly as it was before the first one."""
+    from lab.probes.fixture import Probes
+
     made: list[Lab] = []
+    recorders: dict[str, Probes] = {}
     before = rootns.snapshot()
+    # a test with the `probes` fixture writes its own timeline; every other lab gets one made
+    # from what the lab itself recorded (faults, power, node logs), so each test leaves a plot
+    own_timeline = "probes" not in request.fixturenames
 
     def make(topology: Topology | None = None, profile: str | None = None,
              stack: str = "none", up: bool = True, **stack_options: Any) -> Lab:
@@ -110,6 +116,9 @@ def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
         lab = Lab.create(name, topology, profile=profile or request.config.getoption(
             "--lab-profile"), stack=stack, **stack_options)
         made.append(lab)
+        if own_timeline:
+            recorders[name] = Probes(lab, artifact_dir(request) / name,
+                                     run_id=request.node.nodeid)
         if up:
             lab.up()
         return lab
@@ -121,6 +130,8 @@ def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
     for lab in made:
         try:
             save_lab_logs(lab, artifact_dir(request) / lab.name)
+            if lab.name in recorders:
+                recorders[lab.name].write_artifacts(title=f"{request.node.name} · {lab.name}")
         finally:
             if not keep:
                 lab.down()

@@ -249,8 +249,9 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
     handles = [Patch(color=c, label=n) for n, c in colours.items()]
     handles += [Patch(color=FAIL, label="failed query"),
                 Patch(color="#000000", alpha=0.15, label="fault window")]
-    summary = (f"queries {m.queries}, failed {m.failed}, longest outage {m.outage_s:.2f} s"
-               + (" (ongoing)" if m.outage_ongoing else "")
+    dns = (f"queries {m.queries}, failed {m.failed}, longest outage {m.outage_s:.2f} s"
+           + (" (ongoing)" if m.outage_ongoing else "")) if m.queries else "no DNS probe ran"
+    summary = (dns
                + (f", takeover {m.takeover_s:.2f} s" if m.takeover_s is not None else "")
                + (f", split brain {m.split_brain_s:.1f} s" if m.split_brain_s else ""))
     fig.suptitle(f"{title or tl.header.run_id}\n{summary}", fontsize=11, x=0.01, ha="left")
