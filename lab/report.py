@@ -221,9 +221,13 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
             ax.set_yticks([])
             ax.set_ylabel(f"{len(dhcp_clients)} clients", fontsize=8)
             ax.set_ylim(-1, len(dhcp_clients))
+            real = len(dhcp_clients) - m.dhcp_clients
             ax.set_title(
-                f"DHCP fleet: {m.dhcp_bound_at_end}/{m.dhcp_clients} bound at end, "
-                f"longest wait for an ACK {m.dhcp_outage_s:.2f} s, NAKs {m.dhcp_naks}",
+                (f"DHCP fleet: {m.dhcp_bound_at_end}/{m.dhcp_clients} bound at end, "
+                 f"longest wait for an ACK {m.dhcp_outage_s:.2f} s, NAKs {m.dhcp_naks}"
+                 if m.dhcp_clients else "DHCP: no fleet ran")
+                + (f"; {real} real OS client{'s' if real != 1 else ''} (dhclient)"
+                   if real > 0 else ""),
                 fontsize=9, loc="left")
             ax.legend(loc="upper right", fontsize=7, ncol=7, framealpha=0.8)
         else:

@@ -18,6 +18,7 @@ import pytest
 
 from lab.lab import Lab
 from lab.node import Node, wait_for
+from lab.probes.fixture import Probes
 from lab.pytest_plugin import RESULTS, save_lab_logs
 from lab.services.health import readiness, wait_ready
 from lab.services.registrar import updates
@@ -37,6 +38,10 @@ def seed_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         pytest.skip("needs root (namespaces)")
     profile = request.config.getoption("--lab-profile")
     lab = Lab.create(f"health{os.getpid()}", profile=profile, stack="seed")
+    run_dir = RESULTS / str(request.config.hapair_run_id)  # type: ignore[attr-defined]
+    artifacts = run_dir / "scenarios_test_lab_health.py" / lab.name
+    # the module's one lab, recorded start to end like any test's (lab_factory's recorder)
+    recorder = Probes(lab, artifacts, run_id="scenarios/test_lab_health.py")
     try:
         lab.up()
         waited = wait_ready(lab, timeout=120)
@@ -44,8 +49,8 @@ def seed_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         yield lab
     finally:
         try:
-            run_dir = RESULTS / str(request.config.hapair_run_id)  # type: ignore[attr-defined]
-            save_lab_logs(lab, run_dir / "scenarios_test_lab_health.py" / lab.name)
+            save_lab_logs(lab, artifacts)
+            recorder.write_artifacts(title=f"test_lab_health.py · {lab.name}")
         finally:
             lab.down()
 
