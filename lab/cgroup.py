@@ -115,6 +115,14 @@ class Cgroup:
         else:
             (self.path / "cgroup.freeze").write_text("1" if frozen else "0")
 
+    def sigkill(self, pids: list[int] | None = None, spare: int | None = None) -> None:
+        """SIGKILL `pids` (default: every process of this cgroup), sparing one if asked. Sent
+        to frozen processes, it takes effect on thaw before any of their code runs again."""
+        for pid in self.pids() if pids is None else pids:
+            if pid != spare:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
     def kill_all(self, timeout: float = 5.0, fuse_ids: set[int] | None = None) -> None:
         """SIGKILL every process, thaw so frozen ones can die, wait until the cgroup is empty.
 
@@ -130,9 +138,7 @@ class Cgroup:
             pids = self.pids()
             if not pids:
                 return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            self.sigkill(pids)
             if self.frozen():
                 self.thaw()
             if fuse_ids and not aborted and time.monotonic() - started > 1.0:

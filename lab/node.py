@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -252,10 +251,7 @@ class Node:
                 # the kernel tears the PID namespace down, after they ran a little: heartbeat
                 # logged from a crashed node that way); `unshare`, outside the namespace, is
                 # left to reap PID 1
-                for pid in self.cgroup.pids():
-                    if pid != runtime.unshare_pid:
-                        with suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
+                self.cgroup.sigkill(spare=runtime.unshare_pid)
                 self.cgroup.thaw()
             unshare = ProcessRef(runtime.unshare_pid, runtime.unshare_start)
             with suppress(WaitTimeout):

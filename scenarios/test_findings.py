@@ -10,13 +10,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import subprocess
-import time
 
 import pytest
 
 from lab.checks import is_real_client
 from lab.lab import Lab
-from lab.node import wait_for
+from lab.node import Node, wait_for
 from lab.probes.fixture import Probes
 from lab.probes.records import DhcpEvent
 
@@ -38,6 +37,15 @@ def link_local(mac: str) -> str:
 
 def test_link_local_is_eui64() -> None:
     assert link_local("00:15:5d:01:02:07") == "fe80::215:5dff:fe01:207"
+
+
+def echoes_received(node: Node) -> int:
+    """ICMPv6 echo requests the node's kernel has received (/proc/net/snmp6 of its netns)."""
+    for line in node.succeed("cat /proc/net/snmp6").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "Icmp6InEchos":
+            return int(value)
+    raise AssertionError(f"{node.name}: no Icmp6InEchos in /proc/net/snmp6")
 
 
 def ipv6_vips(lab: Lab) -> list[str]:
@@ -64,7 +72,9 @@ def test_F14_ipv6_vip_lost_when_icmpv6_answers_the_status_ping(lab: Lab, kept: b
     ping = client.popen(["ping", "-6", "-q", "-i", str(PING_INTERVAL_S), "-w", str(PING_SECONDS),
                          target], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(1.0)
+        # the traffic that races the agent's ping must reach the survivor before the crash
+        wait_for(lambda: ping.poll() is not None or echoes_received(lab[survivor]) >= 100, 10,
+                 lambda: f"c1's pings arriving at {survivor}")
         assert ping.poll() is None, f"ping from c1 ended early: {ping.communicate()[0]}"
         lab[primary].crash()
 

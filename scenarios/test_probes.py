@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import pytest
 
 from lab import report
 from lab.lab import Lab
+from lab.node import WaitTimeout, wait_for
 from lab.probes import labview
 from lab.probes.clock import ClockMap, sample_pair
 from lab.probes.fixture import Probes, stop_process
@@ -64,6 +66,21 @@ def test_steady_state(seed_lab: Lab, probes: Probes) -> None:
     assert colour_present(img, report.NODE_COLOURS[holder])
 
 
+@contextmanager
+def dns_capture_on_vlan1(lab: Lab, cap: Path) -> Iterator[None]:
+    """tcpdump of DNS on the vlan1 bridge in the switch namespace: the wire's ground truth,
+    listening before the block starts and stopped after it."""
+    tcpdump = subprocess.Popen(
+        ["nsenter", f"--net={lab.switch_netns}", "--", "tcpdump", "-i", "vlan1", "-U",
+         "-s", "0", "-w", str(cap), "port 53"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert tcpdump.stderr is not None
+        assert "listening on" in tcpdump.stderr.readline()
+        yield
+    finally:
+        stop_process(tcpdump)
+
+
 def answered_by(probes: Probes, node: str) -> bool:
     return any(isinstance(r, DnsSample) and r.ok and r.node == node and r.server == VIP4
                for p in probes.streams if p.exists() for r in read_jsonl(p))
@@ -78,23 +95,16 @@ def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probe
                      if node == survivor}
     cap = probes.outdir / "vlan1.pcap"
     clock = ClockMap(sample_pair())
-    tcpdump = subprocess.Popen(
-        ["nsenter", f"--net={seed_lab.switch_netns}", "--", "tcpdump", "-i", "vlan1", "-U",
-         "-s", "0", "-w", str(cap), "port 53"], stderr=subprocess.PIPE, text=True)
-    try:
-        assert tcpdump.stderr is not None
-        assert "listening on" in tcpdump.stderr.readline()
-        with probes.dns(rate_hz=50, clients=("c1",), os_mode=False, timeout_s=0.5):
-            time.sleep(2.0)
-            seed_lab[primary].crash()
-            # heartbeat takes the group in order: disk, IPv4 VIPs, IPv6 VIPs (the stock agent
-            # blocks seconds per address), then dnsmasq -- wait for the survivor's answers
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not answered_by(probes, survivor):
-                time.sleep(0.5)
-            time.sleep(2.0)
-    finally:
-        stop_process(tcpdump)
+    with dns_capture_on_vlan1(seed_lab, cap), \
+            probes.dns(rate_hz=50, clients=("c1",), os_mode=False, timeout_s=0.5):
+        time.sleep(2.0)
+        seed_lab[primary].crash()
+        # heartbeat takes the group in order: disk, IPv4 VIPs, IPv6 VIPs (the stock agent
+        # blocks seconds per address), then dnsmasq -- wait for the survivor's answers
+        with suppress(WaitTimeout):  # no takeover is reported below, with the log
+            wait_for(lambda: answered_by(probes, survivor), 120,
+                     lambda: f"{survivor} answering on {VIP4}")
+        time.sleep(2.0)
     tl = probes.timeline()
     m = probes.metrics(vip=VIP4)
     assert m.fault is not None
@@ -202,20 +212,13 @@ def test_instrument_takeover_agrees_with_capture_on_bare_lab(bare_pair: Lab,
     lab = bare_pair
     cap = bare_probes.outdir / "vlan1.pcap"
     clock = ClockMap(sample_pair())
-    tcpdump = subprocess.Popen(
-        ["nsenter", f"--net={lab.switch_netns}", "--", "tcpdump", "-i", "vlan1", "-U",
-         "-s", "0", "-w", str(cap), "port 53"], stderr=subprocess.PIPE, text=True)
-    try:
-        assert tcpdump.stderr is not None
-        assert "listening on" in tcpdump.stderr.readline()
-        with bare_probes.dns(rate_hz=50, servers=[VIP4], os_mode=False, timeout_s=0.5):
-            time.sleep(2.0)
-            lab["lsvm2"].crash()
-            time.sleep(1.0)  # "deadtime"
-            take_vip(lab, "lsvm1")
-            time.sleep(2.0)
-    finally:
-        stop_process(tcpdump)
+    with dns_capture_on_vlan1(lab, cap), \
+            bare_probes.dns(rate_hz=50, servers=[VIP4], os_mode=False, timeout_s=0.5):
+        time.sleep(2.0)
+        lab["lsvm2"].crash()
+        time.sleep(1.0)  # "deadtime"
+        take_vip(lab, "lsvm1")
+        time.sleep(2.0)
     tl = bare_probes.timeline()
     m = bare_probes.metrics(vip=VIP4)
     assert m.fault is not None and m.takeover_s is not None, m.to_dict()
