@@ -23,14 +23,15 @@ from lab.lab import (
     LabNotFound,
     resolve_lab_name,
 )
-from lab.node import NodeError, WaitTimeout
+from lab.node import NodeError
 from lab.stack import available_stacks
 from lab.state import LabStateError, known_labs, teardown
 from lab.topology import TopologyError, load_topology
+from lab.wait import WaitTimeout
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 # modules that add their own subcommands with `register(subparsers)`, if present
-COMMAND_MODULES = ("lab.services.cli", "lab.replicator.cli", "lab.probes.cli")
+COMMAND_MODULES = ("lab.services.cli", "lab.replicator.cli", "lab.probes.cli", "lab.faults_cli")
 NODE_FAULTS = ("crash", "start", "shutdown", "reboot", "freeze", "thaw")
 
 console = Console()

@@ -13,7 +13,7 @@ import os
 import shlex
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from lab.cgroup import Cgroup
 from lab.container import ContainerSpec
 from lab.state import ProcessRef
 from lab.topology import Node as NodeSpec
+from lab.wait import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
     from lab.lab import Lab
@@ -46,10 +47,6 @@ ROLE_SYSCTLS: dict[str, dict[str, str]] = {
 
 class NodeError(RuntimeError):
     pass
-
-
-class WaitTimeout(AssertionError):
-    """A wait gave up; the message says what was awaited and what was last seen."""
 
 
 @dataclass
@@ -155,8 +152,8 @@ class Node:
 
     def wait_settled(self, timeout: float = 10) -> None:
         from lab.net import tentative_addresses
-        wait_for(lambda: not tentative_addresses(self.netns_path), timeout,
-                 lambda: f"{self.name}: IPv6 duplicate address detection to finish")
+        wait_for(lambda: tentative_addresses(self.netns_path), until=lambda left: not left,
+                 timeout=timeout, what=f"{self.name}: IPv6 duplicate address detection to finish")
 
     def crash(self) -> None:
         """Power loss: off the wire and every process gone in the same instant; no shutdown."""
@@ -255,8 +252,8 @@ class Node:
                 self.cgroup.thaw()
             unshare = ProcessRef(runtime.unshare_pid, runtime.unshare_start)
             with suppress(WaitTimeout):
-                wait_for(lambda: not unshare.alive() or self._reaped(), 2,
-                         lambda: f"{self.name}: unshare to exit")
+                wait_for(lambda: not unshare.alive() or self._reaped(), timeout=2,
+                         what=f"{self.name}: unshare to exit")
         self.cgroup.kill_all(fuse_ids=fuse_ids)
         if self._popen is not None:
             self._popen.wait(timeout=10)
@@ -310,24 +307,16 @@ class Node:
         return out
 
     def wait_until_succeeds(self, command: str, timeout: float = 30) -> str:
-        last = [""]
-
-        def attempt() -> bool:
-            rc, last[0] = self.execute(command, timeout=max(timeout, 1))
-            return rc == 0
-        wait_for(attempt, timeout, lambda: f"{self.name}: `{command}` to succeed; last "
-                                            f"output: {last[0].strip()[-500:]!r}")
-        return last[0]
+        _, out = wait_for(lambda: self.execute(command, timeout=max(timeout, 1)),
+                          until=lambda result: result[0] == 0, timeout=timeout,
+                          what=f"{self.name}: `{command}` to succeed")
+        return out
 
     def wait_until_fails(self, command: str, timeout: float = 30) -> str:
-        last = [""]
-
-        def attempt() -> bool:
-            rc, last[0] = self.execute(command, timeout=max(timeout, 1))
-            return rc != 0
-        wait_for(attempt, timeout, lambda: f"{self.name}: `{command}` to fail; last "
-                                            f"output: {last[0].strip()[-500:]!r}")
-        return last[0]
+        _, out = wait_for(lambda: self.execute(command, timeout=max(timeout, 1)),
+                          until=lambda result: result[0] != 0, timeout=timeout,
+                          what=f"{self.name}: `{command}` to fail")
+        return out
 
     def listening(self, port: int, proto: str = "tcp") -> bool:
         flag = {"tcp": "t", "udp": "u"}.get(proto)
@@ -337,8 +326,8 @@ class Node:
         return rc == 0 and bool(out.strip())
 
     def wait_for_open_port(self, port: int, proto: str = "tcp", timeout: float = 30) -> None:
-        wait_for(lambda: self.listening(port, proto), timeout,
-                 lambda: f"{self.name}: something listening on {port}/{proto}")
+        wait_for(lambda: self.listening(port, proto), timeout=timeout,
+                 what=f"{self.name}: something listening on {port}/{proto}")
 
     def processes(self) -> list[tuple[int, str]]:
         """(host PID, command line) of every process in the node's cgroup."""
@@ -362,19 +351,6 @@ class Node:
             from lab.testinfra_backend import host_for
             self._host = host_for(self)
         return self._host
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
-    """Poll `condition` quickly (20 ms, backing off to 250 ms) until true or `timeout`."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        if condition():
-            return
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout} s waiting for {what()}")
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.25)
 
 
 def _ticks(pid: int) -> int:

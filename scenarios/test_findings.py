@@ -15,9 +15,10 @@ import pytest
 
 from lab.checks import is_real_client
 from lab.lab import Lab
-from lab.node import Node, wait_for
+from lab.node import Node
 from lab.probes.fixture import Probes
 from lab.probes.records import DhcpEvent
+from lab.wait import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed, pytest.mark.finding, pytest.mark.crash]
 
@@ -73,15 +74,16 @@ def test_F14_ipv6_vip_lost_when_icmpv6_answers_the_status_ping(lab: Lab, kept: b
                          target], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         # the traffic that races the agent's ping must reach the survivor before the crash
-        wait_for(lambda: ping.poll() is not None or echoes_received(lab[survivor]) >= 100, 10,
-                 lambda: f"c1's pings arriving at {survivor}")
+        wait_for(lambda: ping.poll() is not None or echoes_received(lab[survivor]) >= 100,
+                 timeout=10, what=lambda: f"c1's pings arriving at {survivor}")
         assert ping.poll() is None, f"ping from c1 ended early: {ping.communicate()[0]}"
         lab[primary].crash()
 
         def taken_over() -> bool:
             hb = lab.status()["heartbeat"].get(survivor) or {}
             return bool(hb.get("resources") == "all")
-        wait_for(taken_over, 120, lambda: f"{survivor} to hold every resource (heartbeat's view)")
+        wait_for(taken_over, timeout=120,
+                 what=f"{survivor} to hold every resource (heartbeat's view)")
     finally:
         ping.terminate()
         ping.wait(10)
@@ -156,7 +158,7 @@ def test_F13_new_clients_wait_for_dnsmasqs_ping_check_one_after_another(
     with probes.dhcp(clients=FLEET, node="c1"):
         def all_bound() -> bool:
             return len({r.client for r in fleet_events() if r.event == "bound"}) == FLEET
-        wait_for(all_bound, 120, lambda: f"{FLEET} fleet clients bound")
+        wait_for(all_bound, timeout=120, what=lambda: f"{FLEET} fleet clients bound")
     waits = first_offer_waits(fleet_events())
     assert len(waits) == FLEET, waits
     slow = [w for w in waits if w >= 0.8 * PING_WAIT_S]

@@ -15,9 +15,10 @@ import pytest
 
 from lab import rootns
 from lab.lab import Lab
-from lab.node import NodeError, WaitTimeout, wait_for
+from lab.node import NodeError
 from lab.pytest_plugin import LabFactory
 from lab.state import labs_dir
+from lab.wait import WaitTimeout, wait_for
 
 pytestmark = pytest.mark.lab
 LAB = [sys.executable, "-m", "lab.cli"]
@@ -221,7 +222,7 @@ def test_freeze_stops_every_process_and_thaw_resumes(lab: Lab) -> None:
 
     def tick() -> str:
         return (node.root / "tmp/tick").read_text()
-    wait_for(lambda: (node.root / "tmp/tick").exists(), 5, lambda: "the ticker to start")
+    wait_for(lambda: (node.root / "tmp/tick").exists(), timeout=5, what="the ticker to start")
     node.freeze()
     assert node.state == "frozen"
     frozen_at = tick()
@@ -234,7 +235,7 @@ def test_freeze_stops_every_process_and_thaw_resumes(lab: Lab) -> None:
         "the kernel (not a process) answers ping, frozen or not"
     node.thaw()
     assert node.state == "running"
-    wait_for(lambda: tick() != frozen_at, 5, lambda: "the ticker to resume")
+    wait_for(lambda: tick() != frozen_at, timeout=5, what="the ticker to resume")
     ticker.kill()
 
 
@@ -244,8 +245,8 @@ def test_cable_pull_takes_every_vlan_down_vlan_cut_only_one(lab: Lab) -> None:
     assert not pings(c1, "192.168.1.6") and not pings(g1, "192.168.3.6")
     assert "NO-CARRIER" in lsvm1.succeed("ip link show enp2s1.3")
     lsvm1.unblock("enp2s1")
-    wait_for(lambda: pings(c1, "192.168.1.6") and pings(g1, "192.168.3.6"), 10,
-             lambda: "lsvm1 back on both VLANs")
+    wait_for(lambda: pings(c1, "192.168.1.6") and pings(g1, "192.168.3.6"), timeout=10,
+             what="lsvm1 back on both VLANs")
     lsvm1.block("enp2s1.3")  # one VLAN off the switch port, the link stays up
     assert not pings(g1, "192.168.3.6")
     assert pings(c1, "192.168.1.6")
@@ -266,7 +267,7 @@ def test_cli_cut_and_heal(lab: Lab) -> None:
     assert not pings(lab.c1, "192.168.1.7")
     heal = run_lab("heal", "--name", lab.name, "lsvm2:enp2s1")
     assert heal.returncode == 0, heal.stderr
-    wait_for(lambda: pings(lab.c1, "192.168.1.7"), 10, lambda: "lsvm2 reachable again")
+    wait_for(lambda: pings(lab.c1, "192.168.1.7"), timeout=10, what="lsvm2 reachable again")
     bad = run_lab("cut", "--name", lab.name, "lsvm2")
     assert bad.returncode == 2 and "expected NODE:IFACE" in bad.stderr
 
@@ -364,8 +365,8 @@ def test_reboot_inside_a_node_power_cycles_it(lab: Lab) -> None:
     first = node.init_pid
     node.succeed("touch /run/volatile /srv/kept")
     node.popen(["sh", "-c", "reboot -f"])
-    wait_for(lambda: node.runtime is not None and node.init_pid != first, 20,
-             lambda: "lsvm1 to come back with a new PID 1")
+    wait_for(lambda: node.runtime is not None and node.init_pid != first, timeout=20,
+             what="lsvm1 to come back with a new PID 1")
     node.wait_settled()
     assert node.execute("test -e /run/volatile")[0] != 0
     assert node.execute("test -e /srv/kept")[0] == 0
@@ -373,6 +374,6 @@ def test_reboot_inside_a_node_power_cycles_it(lab: Lab) -> None:
     events = [e["event"] for e in lab.events() if e.get("node") == "lsvm1"]
     assert events[-3:] == ["node.power_request", "node.crash", "node.start"], events
     node.popen(["sh", "-c", "poweroff"])
-    wait_for(lambda: node.state == "stopped", 20, lambda: "lsvm1 to power off")
+    wait_for(lambda: node.state == "stopped", timeout=20, what="lsvm1 to power off")
     events = [e["event"] for e in lab.events() if e.get("node") == "lsvm1"]
     assert events[-2:] == ["node.power_request", "node.shutdown"], events

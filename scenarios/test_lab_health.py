@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from lab.lab import Lab
-from lab.node import Node, wait_for
+from lab.node import Node
 from lab.probes.fixture import Probes
 from lab.pytest_plugin import RESULTS, save_lab_logs
 from lab.services.health import readiness, wait_ready
 from lab.services.registrar import updates
+from lab.wait import wait_for
 
 pytestmark = [pytest.mark.lab]
 
@@ -170,5 +171,5 @@ def test_real_client_init_reboot_keeps_its_address(seed_lab: Lab) -> None:
     def rebooted() -> list[dict[str, str]]:
         lines = events_file.read_text().splitlines()[len(before):]
         return [e for e in map(json.loads, lines) if e["reason"] == "REBOOT"]
-    wait_for(lambda: bool(rebooted()), 30, lambda: "dhclient's REBOOT")
+    wait_for(lambda: bool(rebooted()), timeout=30, what="dhclient's REBOOT")
     assert rebooted()[0]["ip"] == bound[-1]["ip"]

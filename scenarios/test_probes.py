@@ -29,13 +29,13 @@ import pytest
 
 from lab import report
 from lab.lab import Lab
-from lab.node import WaitTimeout, wait_for
 from lab.probes import labview
 from lab.probes.clock import ClockMap, sample_pair
 from lab.probes.fixture import Probes, stop_process
 from lab.probes.pcap import first_reply_from
 from lab.probes.records import DnsSample, LogEvent
 from lab.timeline import read_jsonl
+from lab.wait import WaitTimeout, wait_for
 
 pytestmark = [pytest.mark.lab]
 VIP4 = "192.168.1.4"
@@ -102,8 +102,8 @@ def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probe
         # heartbeat takes the group in order: disk, IPv4 VIPs, IPv6 VIPs (the stock agent
         # blocks seconds per address), then dnsmasq -- wait for the survivor's answers
         with suppress(WaitTimeout):  # no takeover is reported below, with the log
-            wait_for(lambda: answered_by(probes, survivor), 120,
-                     lambda: f"{survivor} answering on {VIP4}")
+            wait_for(lambda: answered_by(probes, survivor), timeout=120,
+                     what=lambda: f"{survivor} answering on {VIP4}")
         time.sleep(2.0)
     tl = probes.timeline()
     m = probes.metrics(vip=VIP4)

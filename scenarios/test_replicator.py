@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from lab.lab import Lab
-from lab.node import Node, wait_for
+from lab.node import Node
 from lab.replicator import service
 from lab.replicator.metadata import data_size_for
+from lab.wait import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.replicator]
 
@@ -252,8 +253,8 @@ def test_pri_lost_after_sb_reboot_f_reboots_the_losing_node(lab: Lab) -> None:
     lsvm1, lsvm2 = both_primary_and_busy(lab, text)
     before = lsvm1.init_pid
     _reconnect(lsvm1, lsvm2)
-    wait_for(lambda: lsvm1.runtime is not None and lsvm1.init_pid != before, 60,
-             lambda: "lsvm1 to reboot after pri-lost-after-sb")
+    wait_for(lambda: lsvm1.runtime is not None and lsvm1.init_pid != before, timeout=60,
+             what="lsvm1 to reboot after pri-lost-after-sb")
     assert "pri-lost-after-sb" in lsvm1.path("/var/log/handlers.log").read_text()
     requests = [e for e in lab.events() if e["event"] == "node.power_request"]
     assert [(e["node"], e["verb"], e["how"]) for e in requests] == [("lsvm1", "reboot",
@@ -295,8 +296,8 @@ def test_frozen_peer_never_blocks_the_primary(lab: Lab) -> None:
         lsvm1.thaw()
     service.wait_connected(lsvm1, timeout=60)
     # the blocks written meanwhile are resynced after the handshake, not during it
-    wait_for(lambda: state(lsvm2)["out_of_sync_kib"] == 0, 30,
-             lambda: f"lsvm2 back in sync (state {state(lsvm2)})")
+    wait_for(lambda: state(lsvm2)["out_of_sync_kib"] == 0, timeout=30,
+             what=lambda: f"lsvm2 back in sync (state {state(lsvm2)})")
 
 
 def test_cable_pull_cuts_replication_and_reconnect_resyncs(lab: Lab) -> None:
