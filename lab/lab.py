@@ -11,12 +11,12 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from lab import container, power
+from lab import container, power, roles
 from lab.cgroup import Cgroup
 from lab.container import ContainerSpec
 from lab.net import Fabric, NetworkMode, detect_mode
@@ -24,6 +24,7 @@ from lab.node import Node
 from lab.stack import Stack, make_stack
 from lab.state import LabStateError, ProcessRef, Records, check_lab_name, labs_dir, teardown
 from lab.topology import Topology, load_topology
+from lab.wait import wait_for
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 DEFAULT_TOPOLOGY = FIXTURES / "topology.toml"
@@ -228,6 +229,37 @@ class Lab:
         except FileNotFoundError:
             return []
         return [json.loads(line) for line in lines if line.strip()]
+
+    # -- roles and health (what scenarios aim at and wait on) -------------------------------------
+    def active(self) -> Node:
+        """The server holding every VIP (see lab.roles)."""
+        return roles.active(self)
+
+    def standby(self) -> Node:
+        """The server that is not active."""
+        return roles.standby(self)
+
+    def holders(self, vip: str | None = None) -> set[str]:
+        """Servers whose kernel holds `vip` now (default: the first VIP)."""
+        return roles.holders(self, vip)
+
+    def health_findings(self, skip: Sequence[str] = ()) -> list[str]:
+        """The post-scenario audit's state checks, now: each VIP held once, one dnsmasq,
+        DRBD Connected/UpToDate with one Primary. Empty means healthy."""
+        from lab import audits
+        return [str(f) for f in audits.state_findings(self.status(), skip)]
+
+    def wait_healthy(self, timeout: float = 120.0, skip: Sequence[str] = ()) -> None:
+        """Wait until `health_findings` is empty (WaitTimeout names what still is not)."""
+        __tracebackhide__ = True
+        wait_for(lambda: self.health_findings(skip), until=lambda found: not found,
+                 timeout=timeout, what=f"lab {self.name} to be healthy")
+
+    def wait_until(self, condition: Callable[[], Any], timeout: float = 60.0,
+                   what: str = "") -> Any:
+        """Wait until `condition()` is true; return its value."""
+        __tracebackhide__ = True
+        return wait_for(condition, timeout=timeout, what=what or "a condition on the lab")
 
     # -- observation ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -35,8 +35,10 @@ from typing import IO, Any
 
 from lab import checks, report
 from lab.probes import labview
+from lab.probes.live import LiveView
 from lab.probes.records import FaultEvent, LeaseSnapshot, Record, VipEvent
 from lab.timeline import Header, Timeline, build
+from lab.wait import WaitTimeout, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_QUERIES = (
@@ -98,6 +100,9 @@ class Probes:
         self._lock = threading.Lock()
         self._n = 0
         self.margin_s = 2.0
+        self.live = LiveView()
+        self.vips: list[str] = []  # every address a DNS probe of this run asks
+        self.fleet_size = 0  # fleet clients started so far
 
     # -- starting probes ------------------------------------------------------------------
     def _popen(self, node: str, argv: Sequence[str], out: Path) -> subprocess.Popen[Any]:
@@ -139,6 +144,7 @@ class Probes:
                 segment = labview.client_segment(self.lab, client)
                 targets = (list(servers) if servers is not None
                            else labview.vips_for_segment(self.lab, segment))
+                self.vips += [t for t in targets if t not in self.vips]
                 argv = [sys.executable, "-m", "lab.probes.dns",
                         "--rate", str(rate_hz * max(1, len(targets)) * (2 if os_mode else 1)),
                         "--timeout", str(timeout_s), "--duration", str(max_duration_s),
@@ -183,9 +189,13 @@ class Probes:
             argv.append("--no-release")
         proc = self._popen(node, argv, self._stream("dhcp", node))
         self.fleets.append(proc)
+        self.fleet_size += clients
         try:
             yield proc
         finally:
+            # the lease file as the fleet leaves it, before its RELEASEs empty it
+            with contextlib.suppress(Exception):
+                self.snapshot_leases("end")
             stop_process(proc, grace_s=10.0)
             self.fleets.remove(proc)
 
@@ -263,6 +273,84 @@ class Probes:
         snap = LeaseSnapshot(time.monotonic(), node, label, tuple(entries))
         self._add(snap)
         return snap
+
+    # -- waiting on what clients see ----------------------------------------------------------
+    def view(self) -> LiveView:
+        """What the probes have recorded so far (read incrementally, see lab.probes.live)."""
+        return self.live.refresh(self.streams)
+
+    def last_fault(self) -> FaultEvent:
+        """The latest fault started during this run (lab events and hand-marked windows)."""
+        start = self.header.clock.start.mono
+        with self._lock:
+            marked = [r for r in self.records if isinstance(r, FaultEvent)]
+        faults = [f for f in (*labview.faults_from_lab_events(self.lab.events()), *marked)
+                  if f.phase == "start" and f.t >= start]
+        if not faults:
+            raise AssertionError("no fault has started since the probes began")
+        return max(faults, key=lambda f: f.t)
+
+    def wait_bound(self, n: int | None = None, timeout: float = 60.0) -> int:
+        """Wait until `n` fleet clients (default: all started) hold a lease; then record the
+        lease file as "bound", the reference that `leases_lost` compares the end with."""
+        __tracebackhide__ = True
+        want = self.fleet_size if n is None else n
+        got = wait_for(lambda: len(self.view().bound), until=lambda k: k >= want,
+                       timeout=timeout, what=f"{want} fleet clients bound")
+        self.snapshot_leases("bound")
+        return got
+
+    def wait_takeover(self, vip: str | None = None, timeout: float = 120.0) -> float:
+        """Wait until clients get good answers again on `vip` (default: every VIP probed)
+        from a node the latest fault did not hit; return the slowest takeover in seconds."""
+        __tracebackhide__ = True
+        fault = self.last_fault()
+        vips = [vip] if vip else list(self.vips)
+        if not vips:
+            raise AssertionError("wait_takeover needs a running DNS probe (probes.dns())")
+        done = wait_for(lambda: self.view().takeover_s(fault, vips),
+                        until=lambda per_vip: all(v is not None for v in per_vip.values()),
+                        timeout=timeout, what=f"a takeover of {', '.join(vips)} after "
+                                              f"{fault.fault_id}")
+        return max(v for v in done.values() if v is not None)
+
+    def wait_served_by(self, node: Any, vip: str | None = None, timeout: float = 120.0) -> None:
+        """Wait until the latest good answer on `vip` (default: every VIP probed) comes from
+        `node` (a Node or its name)."""
+        __tracebackhide__ = True
+        name = getattr(node, "name", node)
+        vips = [vip] if vip else list(self.vips)
+        wait_for(lambda: {v: self.view().last_answerer(v) for v in vips},
+                 until=lambda last: all(n == name for n in last.values()), timeout=timeout,
+                 what=f"{name} to answer on {', '.join(vips)}")
+
+    def confirm_leases(self, timeout: float = 60.0, renew_grace_s: float = 6.0
+                       ) -> checks.LeaseSurvival | None:
+        """Make every fleet client that was bound when the latest fault started ask again,
+        so lease survival is measured rather than assumed: RENEW first (unicast to the server
+        that granted the lease, finding F9), then REBIND (broadcast) for those the RENEW did
+        not answer within `renew_grace_s`. Returns the survival as measured when every such
+        client had an answer, or at `timeout` (those still unanswered are named in it)."""
+        fault = self.last_fault()
+        before = checks.bound_at(self.view().dhcp, fault.t)
+
+        def missing() -> set[str]:
+            return set(before) - set(self.view().acked_since(fault.t))
+        self.renew()
+        with contextlib.suppress(WaitTimeout):
+            wait_for(missing, until=lambda left: not left, timeout=renew_grace_s)
+        if missing():
+            self.rebind()
+            with contextlib.suppress(WaitTimeout):
+                wait_for(missing, until=lambda left: not left,
+                         timeout=max(0.0, timeout - renew_grace_s))
+        self.snapshot_leases("confirmed")
+        return checks.lease_survival(self.view().dhcp, self.view().samples, fault)
+
+    def window(self, seconds: float) -> None:
+        """A measuring window: the probes run on for `seconds` (a named pause, not a wait for
+        a condition)."""
+        time.sleep(seconds)
 
     # -- results ----------------------------------------------------------------------------
     def timeline(self) -> Timeline:

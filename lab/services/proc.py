@@ -22,3 +22,26 @@ def spawn(node: Node, argv: Sequence[str], log: str) -> subprocess.Popen[bytes]:
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
     return proc
+
+
+# How each daemon of the seed's stack shows in a node's process list (its command line): the
+# processes a `kill_service` fault may end. heartbeat renames itself ("heartbeat: master control
+# process"); the replicator is the lab's own Python module.
+SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
+    "dnsmasq": ("/usr/sbin/dnsmasq",),
+    "heartbeat": ("heartbeat: master control process",),
+    "replicator": ("-m lab.replicator.daemon",),
+    "ddclient": ("ddclient",),
+}
+
+
+def service_pids(node: Node, service: str) -> list[int]:
+    """Host PIDs of `service`'s main processes in `node`, found among the node's own cgroup
+    (never machine-wide): what a fault that kills that daemon alone ends."""
+    try:
+        needles = SERVICE_COMMANDS[service]
+    except KeyError:
+        raise ValueError(f"unknown service {service!r} (known: "
+                         f"{', '.join(SERVICE_COMMANDS)})") from None
+    return [pid for pid, cmd in node.processes()
+            if any(n in cmd for n in needles) and not cmd.startswith(("sh -c", "nsenter"))]
