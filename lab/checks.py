@@ -100,6 +100,12 @@ def outage_s(samples: Iterable[DnsSample]) -> float:
     return max((o.duration_s for o in outages(samples)), default=0.0)
 
 
+def outage_in_window_s(found: Iterable[Outage], start: float, end: float) -> float:
+    """The longest outage that overlaps [start, end] (0.0 if none): what clients saw during
+    one fault, apart from outages before or after it."""
+    return max((o.duration_s for o in found if o.start <= end and o.end >= start), default=0.0)
+
+
 def failed_by_kind(samples: Iterable[DnsSample]) -> dict[str, int]:
     """Failed queries counted by what went wrong (timeout, SERVFAIL, NXDOMAIN, REFUSED, ...)."""
     counts = Counter(s.rcode for s in samples if not s.ok)
@@ -316,13 +322,30 @@ class LeaseSurvival:
     bound_before: int
     same_address: int
     changed: list[str]  # clients that got another address
-    unanswered: list[str]  # clients with no ACK after the fault started
+    unanswered: list[str]  # clients that asked after the fault started and got no ACK
     names_checked: int
     names_ok: int
+    unasked: list[str] = field(default_factory=list)  # bound, but never asked after the fault
+
+    @property
+    def measured(self) -> int:
+        """Clients whose lease was put to the test: they asked after the fault."""
+        return self.bound_before - len(self.unasked)
 
     @property
     def fraction(self) -> float | None:
-        return None if self.bound_before == 0 else self.same_address / self.bound_before
+        """Share of the tested leases that kept their address; None when no client asked
+        after the fault (nothing was measured, which is not 0 %)."""
+        return None if self.measured == 0 else self.same_address / self.measured
+
+    @property
+    def reason(self) -> str | None:
+        if self.bound_before == 0:
+            return "no client was bound when the fault started"
+        if self.measured == 0:
+            return ("no client asked for its lease after the fault (renew the fleet once the "
+                    "takeover is seen: probes.confirm_leases())")
+        return None
 
 
 def lease_survival(
@@ -340,7 +363,10 @@ def lease_survival(
             after.setdefault(e.client, e)
     same = [c for c, ip in before.items() if c in after and after[c].address == ip]
     changed = sorted(c for c, ip in before.items() if c in after and after[c].address != ip)
-    unanswered = sorted(c for c in before if c not in after)
+    asked = {e.client for e in events if e.t >= fault.t and e.event == "send"
+             and e.msg in ("REQUEST", "DISCOVER")}
+    unanswered = sorted(c for c in before if c not in after and c in asked)
+    unasked = sorted(c for c in before if c not in after and c not in asked)
     checked = ok = 0
     for c in same:
         host, ip, t_ack = hostnames.get(c), before[c], after[c].t
@@ -356,7 +382,7 @@ def lease_survival(
         fwd_ok = all(s.ok and ip in s.answers for s in fwd[-1:])
         rev_ok = all(s.ok and any(a.split(".")[0] == host for a in s.answers) for s in rev[-1:])
         ok += int(fwd_ok and rev_ok)
-    return LeaseSurvival(len(before), len(same), changed, unanswered, checked, ok)
+    return LeaseSurvival(len(before), len(same), changed, unanswered, checked, ok, unasked)
 
 
 # -- lease file, registrar ----------------------------------------------------------------
@@ -386,6 +412,7 @@ class Metrics:
     outage_ongoing: bool = False
     outages: list[dict[str, Any]] = field(default_factory=list)
     fault: str | None = None
+    fault_outage_s: float | None = None  # longest outage overlapping the fault's window
     takeover_s: float | None = None
     takeover_complete: bool | None = None
     answered_by: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -449,6 +476,8 @@ def metrics(tl: Timeline, vip: str | None = None, fault_id: str | None = None) -
     if fault is not None:
         m.fault = fault.fault_id
         m.takeover_s = takeover_s(samples, fault, vip)
+        end = fault_end(tl.records, fault.fault_id)
+        m.fault_outage_s = outage_in_window_s(outs, fault.t, end.t if end else t_end)
         m.takeover_complete = m.takeover_s is not None
     holders = split_brain_holders_s(tl.of(VipEvent), t_end)
     m.split_brain_s = max(holders.values(), default=0.0)
@@ -463,7 +492,7 @@ def metrics(tl: Timeline, vip: str | None = None, fault_id: str | None = None) -
     ls = lease_survival(dhcp, samples, fault) if dhcp else None
     if ls is not None:
         m.lease_survival = ls.fraction
-        m.lease_survival_detail = asdict(ls)
+        m.lease_survival_detail = asdict(ls) | {"measured": ls.measured, "reason": ls.reason}
     dups = duplicate_ips(dhcp)
     m.duplicate_ips = len(dups)
     m.duplicate_ip_detail = dups

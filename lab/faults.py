@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from lab.lab import Lab
 
 TABLE = "hapair_nemesis"
+# a node, or its name: faults are aimed by role (`nemesis.crash(lab.active())`) or by name
+Target = Any
 
 
 class FaultError(RuntimeError):
@@ -41,8 +43,9 @@ class Nemesis:
 
     # -- node faults ------------------------------------------------------------------------------
     @contextmanager
-    def crash(self, node: str, restart: bool = True) -> Iterator[None]:
+    def crash(self, node: Target, restart: bool = True) -> Iterator[None]:
         """Power loss now; power back on when the block ends (unless `restart` is False)."""
+        node = _name(node)
         self.lab[node].crash()
         try:
             yield
@@ -51,7 +54,8 @@ class Nemesis:
                 self.lab[node].start()
 
     @contextmanager
-    def freeze(self, node: str) -> Iterator[None]:
+    def freeze(self, node: Target) -> Iterator[None]:
+        node = _name(node)
         self.lab[node].freeze()
         try:
             yield
@@ -60,8 +64,9 @@ class Nemesis:
                 self.lab[node].thaw()
 
     @contextmanager
-    def cut(self, node: str, name: str | None = None) -> Iterator[None]:
+    def cut(self, node: Target, name: str | None = None) -> Iterator[None]:
         """Pull a cable (a port name, or all of the node's) or take one VLAN off its port."""
+        node = _name(node)
         self.lab[node].block(name)
         try:
             yield
@@ -71,7 +76,7 @@ class Nemesis:
 
     # -- network faults ---------------------------------------------------------------------------
     @contextmanager
-    def partition(self, a: str, b: str, ports: Sequence[str] = (),
+    def partition(self, a: Target, b: Target, ports: Sequence[str] = (),
                   direction: str = "both") -> Iterator[None]:
         """Drop every frame between nodes `a` and `b` (only to/from `ports` such as
         ``"694/udp"`` if given), in the switch. ``direction="a_to_b"`` drops only what `a`
@@ -82,9 +87,10 @@ class Nemesis:
         finally:
             self.stop(fid)
 
-    def start_partition(self, a: str, b: str, ports: Sequence[str] = (),
+    def start_partition(self, a: Target, b: Target, ports: Sequence[str] = (),
                         direction: str = "both") -> str:
         """The first half of :meth:`partition` (for `lab partition`); returns the fault id."""
+        a, b = _name(a), _name(b)
         if direction not in ("both", "a_to_b"):
             raise ValueError(f"partition: direction must be 'both' or 'a_to_b', not "
                              f"{direction!r}")
@@ -100,7 +106,7 @@ class Nemesis:
         return self._start_rules("partition", (a, b), detail, rules)
 
     @contextmanager
-    def loss(self, node: str, percent: int, ports: Sequence[str] = ()) -> Iterator[None]:
+    def loss(self, node: Target, percent: int, ports: Sequence[str] = ()) -> Iterator[None]:
         """Drop `percent`% of the frames to and from `node` (only those to/from `ports` if
         given), at random (nftables numgen)."""
         fid = self.start_loss(node, percent, ports)
@@ -109,7 +115,8 @@ class Nemesis:
         finally:
             self.stop(fid)
 
-    def start_loss(self, node: str, percent: int, ports: Sequence[str] = ()) -> str:
+    def start_loss(self, node: Target, percent: int, ports: Sequence[str] = ()) -> str:
+        node = _name(node)
         if not 0 <= percent <= 100:
             raise ValueError(f"loss: percent must be 0-100, not {percent}")
         rules = [f"ether {d} {mac} {m} numgen random mod 100 < {percent} drop"
@@ -135,7 +142,7 @@ class Nemesis:
 
     # -- service and disk faults ------------------------------------------------------------------
     @contextmanager
-    def kill_service(self, node: str, service: str) -> Iterator[None]:
+    def kill_service(self, node: Target, service: str) -> Iterator[None]:
         """SIGKILL one daemon of a node (``dnsmasq``, ``heartbeat``, ``replicator``): what a
         crash of that daemon alone does. Nothing restarts it on exit: whether the design
         notices and recovers is what a scenario measures."""
@@ -143,9 +150,10 @@ class Nemesis:
         try:
             yield
         finally:
-            self._end("kill_service", fid, (node,), service)
+            self._end("kill_service", fid, (_name(node),), service)
 
-    def start_kill_service(self, node: str, service: str) -> str:
+    def start_kill_service(self, node: Target, service: str) -> str:
+        node = _name(node)
         from lab.services.proc import service_pids
         pids = service_pids(self.lab[node], service)
         if not pids:
@@ -157,7 +165,7 @@ class Nemesis:
         return fid
 
     @contextmanager
-    def disk_error(self, node: str) -> Iterator[None]:
+    def disk_error(self, node: Target) -> Iterator[None]:
         """Every I/O on the node's replicated-disk backing image fails (EIO) until the block
         ends; DRBD's ``on-io-error`` policy decides what follows."""
         fid = self.start_disk_error(node)
@@ -166,7 +174,8 @@ class Nemesis:
         finally:
             self.stop(fid)
 
-    def start_disk_error(self, node: str) -> str:
+    def start_disk_error(self, node: Target) -> str:
+        node = _name(node)
         fid = self._start("disk_error", (node,), "drbd0 backing image")
         self._set_disk_error(node, True)
         return fid
@@ -269,6 +278,10 @@ class Nemesis:
         seconds = self.random.uniform(low_s, high_s)
         time.sleep(seconds)
         return seconds
+
+
+def _name(node: Target) -> str:
+    return str(getattr(node, "name", node))
 
 
 def _chain(fault_id: str) -> str:

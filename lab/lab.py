@@ -239,6 +239,10 @@ class Lab:
         """The server that is not active."""
         return roles.standby(self)
 
+    def with_role(self, role: str) -> list[Node]:
+        """The nodes the topology gives `role` (server, client, router, internet)."""
+        return [self.nodes[spec.name] for spec in self.topology.nodes_with_role(role)]
+
     def holders(self, vip: str | None = None) -> set[str]:
         """Servers whose kernel holds `vip` now (default: the first VIP)."""
         return roles.holders(self, vip)

@@ -20,6 +20,7 @@ from lab.lab import Lab
 from lab.node import Node
 from lab.probes.fixture import Probes
 from lab.pytest_plugin import RESULTS, save_lab_logs
+from lab.services.ask import ask_from
 from lab.services.health import readiness, wait_ready
 from lab.services.registrar import updates
 from lab.wait import wait_for
@@ -57,9 +58,7 @@ def seed_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 
 
 def ask(node: Node, server: str, name: str, rdtype: str = "A", proto: str = "udp") -> str:
-    rc, out = node.execute(f"{PY} -m lab.services.ask {server} {name} {rdtype} {proto}")
-    assert rc == 0, out
-    return out.strip()
+    return ask_from(node, server, name, rdtype, proto)
 
 
 def resolver_queries(lab: Lab) -> list[str]:

@@ -220,7 +220,26 @@ def test_lease_survival_without_fault_or_answers() -> None:
     evs = [d(0, MAC1, "bound", address="192.168.1.21")]
     assert checks.lease_survival(evs, [], None) is None
     ls = checks.lease_survival(evs, [], crash(5))
-    assert ls is not None and ls.unanswered == [MAC1] and ls.fraction == 0.0
+    # nobody asked after the fault: not measured, which is not 0 %
+    assert ls is not None and ls.unasked == [MAC1] and ls.unanswered == []
+    assert ls.fraction is None and ls.reason is not None and "asked" in ls.reason
+
+
+def test_lease_survival_asked_and_unanswered_counts_as_lost() -> None:
+    evs = [d(0, MAC1, "bound", address="192.168.1.21"),
+           d(0, MAC2, "bound", address="192.168.1.22"),
+           d(6, MAC1, "send", "REQUEST"), d(6, MAC2, "send", "REQUEST"),
+           d(7, MAC2, "renewed", address="192.168.1.22")]
+    ls = checks.lease_survival(evs, [], crash(5))
+    assert ls is not None and ls.unanswered == [MAC1] and ls.unasked == []
+    assert (ls.measured, ls.fraction, ls.reason) == (2, 0.5, None)
+
+
+def test_outage_in_window_picks_the_fault_s_own_outage() -> None:
+    outs = [checks.Outage("c1", "v", 1, 3, 2, False), checks.Outage("c1", "v", 10, 20, 9, False)]
+    assert checks.outage_in_window_s(outs, 9, 12) == 10
+    assert checks.outage_in_window_s(outs, 0, 2) == 2
+    assert checks.outage_in_window_s(outs, 4, 8) == 0.0
 
 
 # -- lease file, registrar ------------------------------------------------------------------

@@ -8,7 +8,10 @@ can see what a client gets over UDP or TCP from a given server.
 
 from __future__ import annotations
 
+import shlex
 import sys
+from pathlib import Path
+from typing import Any
 
 import dns.exception
 import dns.message
@@ -33,6 +36,20 @@ def ask(server: str, name: str, rdtype: str = "A", proto: str = "udp", timeout: 
         return f"UNREACHABLE | {exc.strerror}"
     answers = " ; ".join(rr.to_text() for rr in reply.answer)
     return f"{dns.rcode.to_text(reply.rcode())} | {answers}"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ask_from(node: Any, server: str, name: str, rdtype: str = "A", proto: str = "udp") -> str:
+    """The same question asked from inside `node` (its routes, its neighbours), with this
+    checkout's code and this interpreter (a CI clone lives elsewhere)."""
+    rc, out = node.execute(f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)} "
+                           f"-m lab.services.ask {shlex.quote(server)} {shlex.quote(name)} "
+                           f"{rdtype} {proto}")
+    if rc != 0:
+        raise RuntimeError(f"{node.name}: lab.services.ask failed ({rc}): {out.strip()}")
+    return str(out).strip()
 
 
 def main(argv: list[str]) -> int:
