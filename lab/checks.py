@@ -115,9 +115,11 @@ def failed_by_kind(samples: Iterable[DnsSample]) -> dict[str, int]:
 
 
 def first_fault(records: Iterable[Any], fault_id: str | None = None) -> FaultEvent | None:
+    """The fault with this id, or the first injected one (not what the design did to
+    itself, such as a DRBD handler's reboot)."""
     for r in records:
-        if (isinstance(r, FaultEvent) and r.phase == "start"
-                and (fault_id is None or r.fault_id == fault_id)):
+        if isinstance(r, FaultEvent) and r.phase == "start" and (
+                r.fault_id == fault_id if fault_id is not None else r.injected):
             return r
     return None
 

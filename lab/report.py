@@ -34,6 +34,7 @@ NODE_COLOURS = {"lsvm1": "#1f77b4", "lsvm2": "#ff7f0e"}
 EXTRA_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 UNKNOWN = "#7f7f7f"
 FAIL = "#d62728"
+SELF_COLOUR = "#9467bd"  # windows of what the design did to itself (a handler's reboot -f)
 MAX_DHCP_ROWS = 60
 
 
@@ -88,18 +89,24 @@ def _servers(samples: Iterable[DnsSample]) -> list[str]:
     return sorted(seen, key=lambda a: (":" in a, a))
 
 
-def _fault_windows(tl: Timeline) -> list[tuple[float, float | None, str]]:
+def _fault_label(f: FaultEvent) -> str:
+    if not f.injected:
+        return f"{' '.join(f.targets)} {f.fault.removeprefix('self_')}ed itself".strip()
+    return f"{f.fault} {' '.join(f.targets)}".strip()
+
+
+def _fault_windows(tl: Timeline) -> list[tuple[float, float | None, str, bool]]:
+    """(start, end or None, label, injected) for every fault window of the run."""
     starts: dict[str, FaultEvent] = {}
-    out: list[tuple[float, float | None, str]] = []
+    out: list[tuple[float, float | None, str, bool]] = []
     for f in tl.of(FaultEvent):
-        label = f"{f.fault} {' '.join(f.targets)}".strip()
         if f.phase == "start":
             starts[f.fault_id] = f
         elif f.fault_id in starts:
             s = starts.pop(f.fault_id)
-            out.append((s.t, f.t, label))
+            out.append((s.t, f.t, _fault_label(s), s.injected))
     for s in starts.values():
-        out.append((s.t, None, f"{s.fault} {' '.join(s.targets)}".strip()))
+        out.append((s.t, None, _fault_label(s), s.injected))
     return out
 
 
@@ -232,18 +239,23 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
             ax.legend(loc="upper right", fontsize=7, ncol=7, framealpha=0.8)
         else:
             ax.text(0.5, 0.5, "no records", ha="center", va="center", transform=ax.transAxes)
-        for start, end, _label in windows:
-            ax.axvspan(x(start), x(end if end is not None else t_end), color="#000000",
-                       alpha=0.08, linewidth=0)
+        for start, end, _label, injected in windows:
+            # what the design did to itself is hatched orange, apart from the injected faults
+            ax.axvspan(x(start), x(end if end is not None else t_end),
+                       color="#000000" if injected else SELF_COLOUR,
+                       alpha=0.08 if injected else 0.15, linewidth=0,
+                       hatch=None if injected else "//")
         ax.grid(axis="x", color="#eeeeee")
 
     top = ax_list[0]
-    for start, _end, label in windows:
-        top.annotate(label, xy=(x(start), 0.75), xycoords=("data", "axes fraction"),
-                     xytext=(3, 0), textcoords="offset points", fontsize=8, color="#444444",
-                     fontweight="bold")
-    if m.takeover_s is not None and windows:
-        tk = windows[0][0] + m.takeover_s
+    for start, _end, label, injected in windows:
+        top.annotate(label, xy=(x(start), 0.75 if injected else 0.55),
+                     xycoords=("data", "axes fraction"), xytext=(3, 0),
+                     textcoords="offset points", fontsize=8,
+                     color="#444444" if injected else SELF_COLOUR, fontweight="bold")
+    injected_windows = [w for w in windows if w[3]]
+    if m.takeover_s is not None and injected_windows:
+        tk = injected_windows[0][0] + m.takeover_s
         for ax in ax_list:
             ax.axvline(x(tk), color="#2ca02c", linestyle="--", linewidth=1)
         top.annotate(f"takeover {m.takeover_s:.2f} s", xy=(x(tk), 0.05),
@@ -253,6 +265,9 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
     handles = [Patch(color=c, label=n) for n, c in colours.items()]
     handles += [Patch(color=FAIL, label="failed query"),
                 Patch(color="#000000", alpha=0.15, label="fault window")]
+    if any(not w[3] for w in windows):
+        handles.append(Patch(facecolor=SELF_COLOUR, alpha=0.3, hatch="//",
+                             label="the design's own reboot"))
     dns = (f"queries {m.queries}, failed {m.failed}, longest outage {m.outage_s:.2f} s"
            + (" (ongoing)" if m.outage_ongoing else "")) if m.queries else "no DNS probe ran"
     summary = (dns

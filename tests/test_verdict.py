@@ -22,7 +22,7 @@ def test_bound_holds(spec: object, actual: object, holds: bool) -> None:
 
 @pytest.mark.parametrize("spec", ["=< 12", "12 <=", "about 3", "20..3", [1], {"a": 1}, ""])
 def test_unreadable_bounds_name_the_metric(spec: object) -> None:
-    with pytest.raises(BoundError, match="^takeover_s: "):
+    with pytest.raises(BoundError, match=r"^takeover_s: "):
         parse_bound("takeover_s", spec)
 
 

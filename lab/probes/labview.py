@@ -129,11 +129,15 @@ def faults_from_lab_events(events: Iterable[dict[str, Any]]) -> list[FaultEvent]
     as it is."""
     out: list[FaultEvent] = []
     open_: dict[tuple[str, str], FaultEvent] = {}
+    asked: dict[str, dict[str, Any]] = {}  # node -> its pending power request (reboot -f ...)
     n = 0
     for ev in events:
         name = str(ev.get("event", ""))
         t = ev.get("t_mono")
         if t is None:
+            continue
+        if name == "node.power_request":
+            asked[str(ev.get("node", ""))] = ev
             continue
         if name in ("fault.start", "fault.end"):
             out.append(FaultEvent(
@@ -149,15 +153,23 @@ def faults_from_lab_events(events: Iterable[dict[str, Any]]) -> list[FaultEvent]
         key = (family, node + ":" + str(ev.get("iface", ev.get("port", ""))))
         if phase == "start":
             n += 1
-            fe = FaultEvent(t=float(t), phase="start", fault=fault, fault_id=f"{fault}-{node}-{n}",
-                            targets=(node,) if node else (),
-                            detail=str(ev.get("iface") or ev.get("port") or "") or None)
+            request = asked.pop(node, None) if fault in _FAMILY else None
+            if request is not None:  # the node's own `reboot -f`, not an injected fault
+                verb = str(request.get("verb", "reboot"))
+                how = " -f" if request.get("how") == "force" else ""
+                fe = FaultEvent(t=float(t), phase="start", fault=f"self_{verb}",
+                                fault_id=f"self_{verb}-{node}-{n}", targets=(node,),
+                                detail=f"`{verb}{how}` run inside {node}", injected=False)
+            else:
+                fe = FaultEvent(t=float(t), phase="start", fault=fault,
+                                fault_id=f"{fault}-{node}-{n}", targets=(node,) if node else (),
+                                detail=str(ev.get("iface") or ev.get("port") or "") or None)
             open_[key] = fe
             out.append(fe)
         elif key in open_:
             s = open_.pop(key)
             out.append(FaultEvent(t=float(t), phase="end", fault=s.fault, fault_id=s.fault_id,
-                                  targets=s.targets, detail=s.detail))
+                                  targets=s.targets, detail=s.detail, injected=s.injected))
     return out
 
 

@@ -80,15 +80,20 @@ class DhcpEvent:
 
 @dataclass(frozen=True)
 class FaultEvent:
-    """A fault window edge from the nemesis: ``phase`` start or end of fault ``fault_id``."""
+    """A fault window edge: ``phase`` start or end of fault ``fault_id``.
+
+    ``injected`` tells the faults a test or a person caused (the nemesis, `lab crash`) from
+    what the design did to itself (a DRBD handler's ``reboot -f``): both are drawn, only the
+    injected ones are "the fault" that takeover and lease survival are measured from."""
 
     kind: ClassVar[str] = "fault"
     t: float
     phase: Literal["start", "end"]
-    fault: str  # crash, freeze, partition, cut, ...
+    fault: str  # crash, freeze, partition, cut, ..., self_reboot
     fault_id: str
     targets: tuple[str, ...] = ()  # nodes the fault hits (empty: the network as a whole)
     detail: str | None = None
+    injected: bool = True
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.node import NodeError
 from lab.services import dhclient, disk, health, heartbeat, registrar, resolver, router
 from lab.services.haconf import parse_haresources
 from lab.services.lint import lint
@@ -247,20 +248,28 @@ class SeedStack(Stack):
         views: dict[str, Any] = {}
         drbd: dict[str, Any] = {}
         for node in self.servers(lab):
+            services[node.name] = {"heartbeat": False, "dnsmasq": False, "ddclient": False}
+            mounts[node.name] = []
             if node.state != "running":
-                services[node.name] = {"heartbeat": False, "dnsmasq": False, "ddclient": False}
-                mounts[node.name] = []
                 continue
-            for addrs in node.addresses().values():
+            try:
+                addresses = node.addresses()
+                services[node.name] = service_states(node)
+                mounts[node.name] = srv_mounts(node)
+                views[node.name] = heartbeat.view(node)
+                if self.disk_mode == "replicated":
+                    drbd[node.name] = disk.status(node)
+            except (NodeError, OSError) as exc:
+                # the node lost power or froze while we looked (a DRBD handler's reboot -f,
+                # a fault): report it as it is now, not as half of what it was
+                views[node.name] = {"running": False, "changing": f"{type(exc).__name__}"}
+                drbd.pop(node.name, None)
+                continue
+            for addrs in addresses.values():
                 for a in addrs:
                     ip = str(ipaddress.ip_interface(a.split()[0]).ip)
                     if ip in holders:
                         holders[ip].append(node.name)
-            services[node.name] = service_states(node)
-            mounts[node.name] = srv_mounts(node)
-            views[node.name] = heartbeat.view(node)
-            if self.disk_mode == "replicated":
-                drbd[node.name] = disk.status(node)
         for addr, names in holders.items():
             vips[addr] = names[0] if len(names) == 1 else (",".join(names) if names else None)
         out: dict[str, Any] = {"drbd": drbd} if drbd else {}

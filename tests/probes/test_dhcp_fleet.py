@@ -17,6 +17,7 @@ from lab.probes.dhcp import parse_action
 from lab.probes.records import DhcpEvent
 from lab.probes.sandbox import Segment, can_run, dnsmasq_argv
 from lab.timeline import read_jsonl
+from lab.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 MAC1, MACC = "02:00:00:00:02:06", "02:00:00:00:02:99"
@@ -109,20 +110,21 @@ def test_signals_force_renew_and_dead_server_means_waiting(seg: Segment, tmp_pat
     out = tmp_path / "dhcp.jsonl"
     p = fleet(seg, out, "--clients", "3", "--duration", "30", "--retransmit-first", "0.5",
               "--no-release")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len({e.client for e in events(out)
-                                               if e.event == "bound"}) < 3:
-        time.sleep(0.1)
+    wait_for(lambda: {e.client for e in events(out) if e.event == "bound"},
+             until=lambda bound: len(bound) == 3, timeout=10, what="3 clients bound")
     os.kill(seg.daemons[0].pid, signal.SIGSTOP)  # dnsmasq frozen: renewals go unanswered
     try:
         p.send_signal(signal.SIGUSR1)
-        time.sleep(2.0)
+        wait_for(lambda: {e.client for e in events(out) if e.reason == "renew"},
+                 until=lambda renewing: len(renewing) == 3, timeout=10,
+                 what="3 RENEWs sent to the frozen server")
         waits = checks.dhcp_waits(events(out), t_end=time.monotonic())
         assert [w for w in waits if w.ongoing]
     finally:
         os.kill(seg.daemons[0].pid, signal.SIGCONT)
     p.send_signal(signal.SIGUSR2)  # rebind: broadcast, answered now
-    time.sleep(1.5)
+    wait_for(lambda: [e for e in events(out) if e.event == "rebound"],
+             until=lambda rebound: len(rebound) == 3, timeout=15, what="3 clients rebound")
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=20)
     assert p.returncode == 0, err
