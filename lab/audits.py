@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import walk
+
 AUDITS = ("vips", "dnsmasq", "drbd", "logs")
 
 # Lines that mean something went wrong, in any node log the lab keeps.
@@ -164,12 +166,12 @@ def state_findings(status: Mapping[str, Any], skip: Iterable[str] = ()) -> list[
 
 def read_logs(log_dirs: Mapping[str, Path], since: Mapping[str, int] | None = None
               ) -> dict[str, str]:
-    """Every text log below each node's /var/log, from byte offset `since` (if given)."""
+    """Every text log below each node's /var/log, from byte offset `since` (if given). The
+    node's daemons keep writing, rotating and removing logs meanwhile: a file or directory
+    that vanishes during the walk is left out rather than failing the read."""
     logs: dict[str, str] = {}
     for node, directory in log_dirs.items():
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.rglob("*")):
+        for path in walk.walk(directory):
             if not path.is_file() or path.suffix in (".pcap", ".gz"):
                 continue
             key = f"{node}/{path.relative_to(directory)}"

@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from lab import walk
 from lab.lab import Lab
 from lab.state import lab_cgroups, teardown
 
@@ -48,11 +49,17 @@ def bench_up_down(repeats: int = 5) -> dict[str, Any]:
             "down_s_median": statistics.median(downs), "up_s_all": ups, "down_s_all": downs}
 
 
-def _status_field(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+def _status_fields(pid: int, *fields: str) -> dict[str, int] | None:
+    """Numeric fields of /proc/<pid>/status, or None if the process exited meanwhile."""
+    text = walk.read_text(Path(f"/proc/{pid}/status"))
+    if text is None:
+        return None
+    values = dict.fromkeys(fields, 0)
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in values and rest.split():
+            values[key] = int(rest.split()[0])
+    return values
 
 
 def bench_footprint(settle_s: float = 2.0) -> dict[str, Any]:
@@ -60,12 +67,12 @@ def bench_footprint(settle_s: float = 2.0) -> dict[str, Any]:
     lab.up()
     try:
         time.sleep(settle_s)
-        # every process the lab owns: nodes, switch and the power agent
+        # every process the lab owns: nodes, switch and the power agent; one that exits
+        # between the cgroup listing and its /proc read is not counted (nor its memory)
         pids = [pid for cgroup in lab_cgroups(lab.name) for pid in cgroup.pids()]
-        rss = sum(_status_field(p, "VmRSS") for p in pids)
-        hwm = sum(_status_field(p, "VmHWM") for p in pids)
-        return {"processes": len(pids), "rss_kib": rss, "peak_rss_kib": hwm,
-                "nodes": len(lab.nodes)}
+        found = [v for v in (_status_fields(p, "VmRSS", "VmHWM") for p in pids) if v is not None]
+        return {"processes": len(found), "rss_kib": sum(v["VmRSS"] for v in found),
+                "peak_rss_kib": sum(v["VmHWM"] for v in found), "nodes": len(lab.nodes)}
     finally:
         lab.down()
 

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from lab import walk
+
 V1_ROOT = Path("/sys/fs/cgroup/freezer")
 V2_ROOT = Path("/sys/fs/cgroup")
 TOP = "hapair-lab"
@@ -49,15 +51,22 @@ class Cgroup:
     def for_node(cls, lab: str, node: str) -> Cgroup:
         return cls(hierarchy_root() / lab / node)
 
-    def create(self) -> None:
-        # A concurrent teardown of another lab may rmdir the shared parent between our mkdirs.
-        for _ in range(5):
+    def create(self, timeout: float = 5.0) -> None:
+        """Make this cgroup and any missing parents.
+
+        The hierarchy's top is shared by every lab and removed by whichever lab's teardown
+        leaves it empty (so a private lab root leaves no cgroup behind), which can happen
+        between our mkdir of the top and our mkdir below it: then we simply make it again.
+        Once our own directory exists below the top, nobody can remove the top (not empty)."""
+        deadline = time.monotonic() + timeout
+        while True:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
                 return
             except FileNotFoundError:
-                time.sleep(0.01)
-        self.path.mkdir(parents=True, exist_ok=True)
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.001)
 
     def exists(self) -> bool:
         return self.path.is_dir()
@@ -80,10 +89,9 @@ class Cgroup:
         return join
 
     def pids(self) -> list[int]:
-        try:
-            return [int(p) for p in self.procs_file.read_text().split()]
-        except FileNotFoundError:
-            return []
+        """The cgroup's processes now; [] once the cgroup is gone."""
+        text = walk.read_text(self.procs_file)
+        return [int(p) for p in text.split()] if text is not None else []
 
     def freeze(self, wait: bool = True, timeout: float = 5.0) -> None:
         """Stop every process; with `wait`, until the kernel says all are frozen (a task in
@@ -94,12 +102,11 @@ class Cgroup:
         self._set_frozen(False)
 
     def frozen(self) -> bool:
-        try:
-            if self.v1:
-                return (self.path / "freezer.state").read_text().strip() != "THAWED"
-            return (self.path / "cgroup.freeze").read_text().strip() == "1"
-        except FileNotFoundError:
-            return False
+        if self.v1:
+            state = walk.read_text(self.path / "freezer.state")
+            return state is not None and state.strip() != "THAWED"
+        state = walk.read_text(self.path / "cgroup.freeze")
+        return state is not None and state.strip() == "1"
 
     def _set_frozen(self, frozen: bool, wait: bool = True, timeout: float = 5.0) -> None:
         if self.v1:
@@ -149,20 +156,39 @@ class Cgroup:
             time.sleep(0.01)
 
     def remove(self) -> None:
-        """Remove this cgroup (after kill_all) and any now-empty lab parents."""
+        """Remove this cgroup (after kill_all) and its parents up to the hierarchy's top, each
+        only if nothing else lives below it any more (the top is shared by every lab)."""
         if self.path.is_dir():
             self.kill_all()
-            for child in sorted(self.path.iterdir(), reverse=True):
-                if child.is_dir():
-                    Cgroup(child).remove()
+            for child in reversed(walk.subdirs(self.path)):
+                Cgroup(child).remove()
             _rmdir(self.path)
-        for parent in (self.path.parent, self.path.parent.parent):
-            if parent.name and parent != V1_ROOT and parent != V2_ROOT and \
-                    str(parent).startswith(str(hierarchy_root())):
-                _rmdir(parent)
+        for parent in lab_parents(self.path):
+            _rmdir(parent)
+
+
+def hierarchy_top(path: Path) -> Path | None:
+    """The lab hierarchy `path` lies in (``.../hapair-lab`` or a private root's
+    ``.../hapair-lab-<hash>``), or None if it lies in none."""
+    for candidate in (path, *path.parents):
+        if candidate.parent in (V1_ROOT, V2_ROOT) and (
+                candidate.name == TOP or candidate.name.startswith(TOP + "-")):
+            return candidate
+    return None
+
+
+def lab_parents(path: Path) -> list[Path]:
+    """The parents of `path` inside its own lab hierarchy, nearest first, the top included:
+    never a directory outside it, nor another lab root's hierarchy."""
+    top = hierarchy_top(path)
+    if top is None or path == top:
+        return []
+    return [p for p in path.parents if p == top or top in p.parents]
 
 
 def _rmdir(path: Path) -> None:
+    """Remove an empty cgroup directory; leave it if something lives below it (another lab,
+    another node) and say nothing if someone else removed it first."""
     for _ in range(100):
         try:
             path.rmdir()
@@ -174,7 +200,8 @@ def _rmdir(path: Path) -> None:
                 return  # another lab still lives below it
             if exc.errno != errno.EBUSY:
                 raise
-            if any(child.is_dir() for child in path.iterdir()):
+            if walk.subdirs(path):
                 return  # cgroupfs says EBUSY for a parent whose children still exist
             time.sleep(0.01)
-    path.rmdir()
+    with contextlib.suppress(FileNotFoundError):
+        path.rmdir()

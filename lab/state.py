@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import walk
 from lab.cgroup import DEFAULT_STATE_ROOT, Cgroup, hierarchy_root
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
@@ -49,9 +50,8 @@ def check_lab_name(name: str) -> None:
 
 def process_start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot: with the PID, a unique identity."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
+    stat = walk.read_text(Path(f"/proc/{pid}/stat"))
+    if not stat:
         return None
     # comm may contain spaces and parentheses; the fields after the last ')' are fixed
     return int(stat.rsplit(")", 1)[1].split()[19])
@@ -111,22 +111,20 @@ class Records:
 
 
 def known_labs() -> list[str]:
-    """Every lab with a directory or a cgroup on this machine, live or half-dead."""
-    names: set[str] = set()
-    if labs_dir().is_dir():
-        names.update(p.name for p in labs_dir().iterdir() if p.is_dir())
-    root = hierarchy_root()
-    if root.is_dir():
-        names.update(p.name for p in root.iterdir() if p.is_dir())
+    """Every lab with a directory or a cgroup on this machine, live or half-dead. Labs that
+    come or go meanwhile may or may not be listed; the listing itself never fails."""
+    names = {p.name for p in walk.subdirs(labs_dir())}
+    names.update(p.name for p in walk.subdirs(hierarchy_root()))
     return sorted(n for n in names if LAB_NAME_RE.match(n))
 
 
 def lab_cgroups(name: str) -> Iterator[Cgroup]:
+    """The lab's node cgroups, then its own top: [] for a lab that has none (any more)."""
     top = hierarchy_root() / name
-    if top.is_dir():
-        for child in sorted(top.iterdir()):
-            if child.is_dir():
-                yield Cgroup(child)
+    below = walk.subdirs(top)
+    for child in below:
+        yield Cgroup(child)
+    if below or top.is_dir():
         yield Cgroup(top)
 
 
@@ -136,6 +134,10 @@ def teardown(name: str, log: Any = None) -> list[str]:
     Order matters: processes first (their death frees the namespaces, mounts and FUSE files,
     which live only inside the lab's own namespaces), then host-side leftovers (loop devices),
     then the cgroups, then the directory.
+
+    The shared state directories (`labs_dir()`, `lab_root()`) stay even when this was the last
+    lab: a parallel `Lab.create` makes `labs_dir()` and then its own directory below it, and
+    removing the parent between those two steps would make that lab fail to start.
     """
     check_lab_name(name)
     done: list[str] = []
@@ -163,11 +165,6 @@ def teardown(name: str, log: Any = None) -> list[str]:
             time.sleep(0.2)
             shutil.rmtree(lab_dir)
         done.append(f"removed {lab_dir}")
-    try:
-        labs_dir().rmdir()
-        lab_root().rmdir()
-    except OSError:
-        pass
     return done
 
 
@@ -183,11 +180,10 @@ def _detach_loop(entry: dict[str, Any]) -> bool:
     """Detach a recorded loop device, but only if it still points at the recorded backing file."""
     device = str(entry["device"])
     name = Path(device).name
-    backing = Path(f"/sys/block/{name}/loop/backing_file")
-    try:
-        current = backing.read_text().strip()
-    except FileNotFoundError:
+    current = walk.read_text(Path(f"/sys/block/{name}/loop/backing_file"))
+    if current is None:
         return False  # already detached
+    current = current.strip()
     recorded = str(entry.get("backing", ""))
     current = current.removesuffix(" (deleted)")
     # once its mount namespace is gone the kernel shows the backing file by its last component
