@@ -17,12 +17,13 @@ APT_PACKAGES := dnsmasq heartbeat drbd-utils ddclient isc-dhcp-client nftables i
 	iputils-arping kmod openssl ca-certificates tmux python3-venv \
 	libio-socket-ssl-perl
 
-.PHONY: help setup host-packages lab-up lab-down test bench lint clean
+.PHONY: help setup host-packages lab-up lab-down test soak bench lint clean
 
 help:
 	@echo "make lab-up     install what is missing, bring the seed's pair up (LAB_NAME=$(LAB_NAME), PROFILE=$(PROFILE))"
 	@echo "make lab-down   remove that lab"
 	@echo "make test       install what is missing, run unit tests and scenarios (JUnit in results/)"
+	@echo "make soak N=10  the whole suite N times in a row -> results/soak.json, flaky tests first"
 	@echo "make bench      benchmarks -> bench/results.json"
 	@echo "make lint       ruff + mypy"
 
@@ -57,6 +58,9 @@ lab-down: setup
 test: setup
 	@mkdir -p results/$(RUN_ID)
 	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS)
+
+soak: setup
+	$(BIN)/python -m lab.soak --runs $(or $(N),10) -- $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m lab.bench --out bench/results.json
