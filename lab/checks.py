@@ -432,6 +432,9 @@ class Metrics:
     duplicate_ip_detail: list[dict[str, Any]] = field(default_factory=list)
     leases_lost: int | None = None
     registrar_updates: dict[str, int] = field(default_factory=dict)
+    # each client's own resolver path (what its OS learned by DHCP/RA), apart from the VIP
+    # figures above: probe -> server -> {queries, failed, success_rate, outage_s}
+    resolver_paths: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -454,7 +457,10 @@ def answered_by(samples: Iterable[DnsSample]) -> dict[str, dict[str, int]]:
 def metrics(tl: Timeline, vip: str | None = None, fault_id: str | None = None) -> Metrics:
     """All checks over one timeline. ``vip`` narrows takeover to one address; ``fault_id``
     picks the fault (default: the first one)."""
-    samples = tl.of(DnsSample)
+    every_sample = tl.of(DnsSample)
+    # the headline is the VIPs as asked directly; each client's OS resolver path is its own
+    # metric (a guest whose resolver is the router fails by design, F6: not a VIP outage)
+    samples = [s for s in every_sample if s.mode != "os"]
     # the fleet's clients are the DHCP metrics; real OS clients (isc dhclient) are reported
     # beside them, so that a fleet of N is still N with c1's own dhclient on the same VLAN
     all_dhcp = tl.of(DhcpEvent)
@@ -500,4 +506,20 @@ def metrics(tl: Timeline, vip: str | None = None, fault_id: str | None = None) -
     m.duplicate_ip_detail = dups
     m.leases_lost = leases_lost(tl.of(LeaseSnapshot))
     m.registrar_updates = registrar_updates(tl.of(RegistrarUpdate))
+    m.resolver_paths = resolver_paths([s for s in every_sample if s.mode == "os"])
     return m
+
+
+def resolver_paths(samples: Sequence[DnsSample]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per client and server of its OS resolver: queries, failures, success rate and the
+    longest outage, measured like the VIPs but reported apart from them."""
+    by: dict[tuple[str, str], list[DnsSample]] = defaultdict(list)
+    for s in samples:
+        by[(s.probe, s.server)].append(s)
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (probe, server), mine in sorted(by.items()):
+        failed = sum(1 for s in mine if not s.ok)
+        out[probe][server] = {"queries": len(mine), "failed": failed,
+                              "success_rate": 1 - failed / len(mine),
+                              "outage_s": outage_s(mine)}
+    return dict(out)

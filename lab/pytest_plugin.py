@@ -13,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,9 +37,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="timing profile of the labs tests bring up (default: fast)")
     group.addoption("--keep-labs", action="store_true",
                     help="leave failed tests' labs up for inspection (`lab down --all` later)")
+    group.addoption("--repeat", type=int, default=1, metavar="N",
+                    help="run each lab scenario N times; the summary gives pass counts and "
+                         "each metric's spread")
+    group.addoption("--scenario-timeout", type=float, default=900.0, metavar="S",
+                    help="end a scenario still running after S seconds (its artifacts are "
+                         "kept and its labs removed); 0 disables (default 900)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "scenario_timeout(seconds): this scenario's watchdog")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         run_id = workerinput["hapair_run_id"]
@@ -244,3 +253,115 @@ def probes(request: pytest.FixtureRequest,
     yield made
     metrics = made.write_artifacts(title=request.node.nodeid)
     record_properties(record_property, metrics)
+
+
+# -- a lab shared by one module's tests -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def shared_seed_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """One lab running the seed's services for all tests of a module that only look (they
+    change nothing a later test depends on): ready before the first, audited after the last
+    (the same audit as `seed_lab`, over everything the module did), and the root namespace
+    checked exactly as for every other lab."""
+    from lab.probes.fixture import Probes
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: labs are made of namespaces, bridges and mounts")
+    before = rootns.snapshot()
+    module = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid).strip("_")
+    made = Lab.create(f"m{os.getpid()}-{next(_counter)}",
+                      profile=request.config.getoption("--lab-profile"), stack="seed",
+                      **_lab_options(request))
+    artifacts = RESULTS / str(request.config.hapair_run_id) / module / made.name  # type: ignore[attr-defined]
+    recorder = Probes(made, artifacts, run_id=request.node.nodeid)
+    try:
+        made.up()
+        offsets = _log_offsets(made)
+        yield made
+        _audit(made, request, offsets)
+    finally:
+        try:
+            save_lab_logs(made, artifacts)
+            recorder.write_artifacts(title=f"{request.node.name} · {made.name}")
+        finally:
+            made.down()
+    problems = rootns.differences(before, rootns.snapshot(), made.dir, made.name)
+    assert not problems, "the root namespace changed:\n" + "\n".join(problems)
+
+
+# -- repeats --------------------------------------------------------------------------------------
+REPEAT_ID = re.compile(r"\[(?:(.*)-)?r(\d+)\]$")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """With ``--repeat N``, every scenario that makes a lab runs N times (ids ``[rK]``)."""
+    n = metafunc.config.getoption("--repeat")
+    uses_lab = {"lab", "seed_lab", "lab_factory"} & set(metafunc.fixturenames)
+    if n > 1 and uses_lab:
+        metafunc.fixturenames.append("hapair_repeat")
+        metafunc.parametrize("hapair_repeat", range(1, n + 1),
+                             ids=[f"r{i}" for i in range(1, n + 1)])
+
+
+@pytest.fixture
+def hapair_repeat(request: pytest.FixtureRequest) -> int:
+    """Which repetition of the scenario this is (``--repeat``)."""
+    return int(request.param)
+
+
+def scenario_of(nodeid: str) -> str:
+    """A test's id without its repetition suffix: what the repeat summary groups by."""
+    m = REPEAT_ID.search(nodeid)
+    if m is None:
+        return nodeid
+    rest = f"[{m.group(1)}]" if m.group(1) else ""
+    return nodeid[:m.start()] + rest
+
+
+SPREAD_METRICS = ("takeover_s", "outage_s", "fault_outage_s", "dhcp_outage_s",
+                  "lease_survival", "leases_lost", "split_brain_s", "duplicate_ips")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
+                            ) -> None:
+    """With ``--repeat``: per scenario, how many runs passed and each metric's spread."""
+    if config.getoption("--repeat") <= 1:
+        return
+    from lab.repeat import summarize
+
+    reports = [r for key in ("passed", "failed", "error")
+               for r in terminalreporter.stats.get(key, [])
+               if getattr(r, "when", "") == "call" or (r.failed and r.when == "setup")]
+    rows = summarize([(scenario_of(r.nodeid), r.passed, dict(r.user_properties))
+                      for r in reports], SPREAD_METRICS)
+    terminalreporter.section("hapair-lab: repeated scenarios")
+    for line in rows:
+        terminalreporter.write_line(line)
+
+
+# -- the watchdog ---------------------------------------------------------------------------------
+class ScenarioTimeout(Exception):
+    """A scenario ran past its watchdog; raised inside it so its fixtures still clean up."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """End a scenario that hangs: SIGALRM raises ScenarioTimeout in the test's own thread,
+    so the lab fixtures' teardown still saves the artifacts and removes the labs."""
+    marker = item.get_closest_marker("scenario_timeout")
+    limit = float(marker.args[0]) if marker else float(
+        item.config.getoption("--scenario-timeout"))
+    uses_lab = {"lab", "seed_lab", "lab_factory"} & set(getattr(item, "fixturenames", ()))
+    if limit <= 0 or not uses_lab or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def fire(_signum: int, _frame: Any) -> None:
+        raise ScenarioTimeout(f"{item.nodeid} still running after {limit:g} s: ended by the "
+                              "watchdog (--scenario-timeout)")
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

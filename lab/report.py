@@ -82,11 +82,33 @@ def record_properties(record_property: Callable[[str, object], None],
 
 
 # -- the picture --------------------------------------------------------------------------
-def _servers(samples: Iterable[DnsSample]) -> list[str]:
-    seen: dict[str, None] = {}
+def _panels(samples: Iterable[DnsSample]) -> list[str]:
+    """One DNS panel per VIP asked directly, then one per client's own resolver path (what its
+    OS learned by DHCP/RA), so a path that fails by design (the guests' router, F6) never
+    blurs the VIP figures: ``vip|SERVER`` or ``os|PROBE|SERVER``."""
+    vip: dict[str, None] = {}
+    os_paths: dict[str, None] = {}
     for s in samples:
-        seen.setdefault(s.server, None)
-    return sorted(seen, key=lambda a: (":" in a, a))
+        if s.mode == "os":
+            os_paths.setdefault(f"os|{s.probe}|{s.server}", None)
+        else:
+            vip.setdefault(f"vip|{s.server}", None)
+    return [*sorted(vip, key=lambda a: (":" in a, a)), *sorted(os_paths)]
+
+
+def _panel_samples(samples: Iterable[DnsSample], panel: str) -> list[DnsSample]:
+    parts = panel.split("|")
+    if parts[0] == "os":
+        return [s for s in samples if s.mode == "os" and s.probe == parts[1]
+                and s.server == parts[2]]
+    return [s for s in samples if s.mode != "os" and s.server == parts[1]]
+
+
+def _panel_title(panel: str) -> str:
+    parts = panel.split("|")
+    if parts[0] == "os":
+        return f"{parts[1]}'s own resolver (learned by DHCP/RA) → {parts[2]}"
+    return f"DNS → {parts[1]}"
 
 
 def _fault_label(f: FaultEvent) -> str:
@@ -124,7 +146,7 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
     for n in ("lsvm1", "lsvm2"):
         node_colour(n, colours)
 
-    servers = _servers(samples)
+    servers = _panels(samples)
     dhcp_clients = sorted({e.client for e in dhcp})[:MAX_DHCP_ROWS]
     rows: list[tuple[str, float]] = [("dns:" + s, 2.2) for s in servers]
     if vips:
@@ -148,8 +170,9 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
     fail_y = 3000.0  # ms: the band above any real latency where failures are drawn
     for (kind, _), ax in zip(rows, ax_list, strict=True):
         if kind.startswith("dns:"):
-            server = kind[4:]
-            mine = [s for s in samples if s.server == server]
+            panel = kind[4:]
+            server = panel.split("|")[-1]
+            mine = _panel_samples(samples, panel)
             good = [s for s in mine if s.latency_s is not None and s.rcode not in ("timeout",)]
             by_node: dict[str | None, list[DnsSample]] = defaultdict(list)
             for s in good:
@@ -180,7 +203,7 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
             kinds = checks.failed_by_kind(mine)
             failed_txt = ", ".join(f"{k} {v}" for k, v in kinds.items() if v) or "none failed"
             ax.set_title(
-                f"DNS → {server}:  {n_ok}/{len(mine)} ok ({failed_txt});  "
+                f"{_panel_title(panel)}:  {n_ok}/{len(mine)} ok ({failed_txt});  "
                 f"longest outage {longest:.2f} s", fontsize=9, loc="left")
         elif kind == "vip":
             names = sorted({v.vip for v in vips}, key=lambda a: (":" in a, a))

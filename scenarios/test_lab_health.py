@@ -1,4 +1,4 @@
-"""The seed's pair, healthy: issue C's acceptance 1-5 on one lab (profile from --lab-profile).
+"""The seed's pair, healthy, on one lab the module's tests share (profile from --lab-profile).
 
 Reads top to bottom like a person checking a fresh install: who holds what, what c1 can resolve
 over UDP and TCP on both VIPs, what the guest and the seed's reserved MACs get, that what the
@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab.lab import Lab
 from lab.node import Node
-from lab.probes.fixture import Probes
-from lab.pytest_plugin import RESULTS, save_lab_logs
 from lab.services.ask import ask_from
-from lab.services.health import readiness, wait_ready
+from lab.services.health import readiness
 from lab.services.registrar import updates
 from lab.wait import wait_for
 
@@ -34,42 +30,15 @@ REPO = Path(__file__).resolve().parents[1]
 PY = f"PYTHONPATH={REPO} {sys.executable}"
 
 
-@pytest.fixture(scope="module")
-def seed_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (namespaces)")
-    profile = request.config.getoption("--lab-profile")
-    lab = Lab.create(f"health{os.getpid()}", profile=profile, stack="seed")
-    run_dir = RESULTS / str(request.config.hapair_run_id)  # type: ignore[attr-defined]
-    artifacts = run_dir / "scenarios_test_lab_health.py" / lab.name
-    # the module's one lab, recorded start to end like any test's (lab_factory's recorder)
-    recorder = Probes(lab, artifacts, run_id="scenarios/test_lab_health.py")
-    try:
-        lab.up()
-        waited = wait_ready(lab, timeout=120)
-        print(f"lab {lab.name} (profile {profile}) ready {waited:.1f} s after up() returned")
-        yield lab
-    finally:
-        try:
-            save_lab_logs(lab, artifacts)
-            recorder.write_artifacts(title=f"test_lab_health.py · {lab.name}")
-        finally:
-            lab.down()
-
-
-def ask(node: Node, server: str, name: str, rdtype: str = "A", proto: str = "udp") -> str:
-    return ask_from(node, server, name, rdtype, proto)
-
-
 def resolver_queries(lab: Lab) -> list[str]:
     text = lab["rtbr1"].path("/var/log/resolver.log").read_text()
     return [line for line in text.splitlines() if " query[" in line]
 
 
 # 1 ---------------------------------------------------------------------------------------------
-def test_lsvm2_holds_everything_lsvm1_runs_heartbeat_only(seed_lab: Lab) -> None:
-    status = seed_lab.status()
-    checks = readiness(seed_lab, status)
+def test_lsvm2_holds_everything_lsvm1_runs_heartbeat_only(shared_seed_lab: Lab) -> None:
+    status = shared_seed_lab.status()
+    checks = readiness(shared_seed_lab, status)
     assert all(checks.values()), checks
     assert status["vip"] == {VIP4: "lsvm2", "192.168.3.4": "lsvm2", VIP6: "lsvm2",
                              "2001:db8:4100:13c2:0:ffff:c0a8:304": "lsvm2"}
@@ -83,26 +52,26 @@ def test_lsvm2_holds_everything_lsvm1_runs_heartbeat_only(seed_lab: Lab) -> None
 # 2 ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 @pytest.mark.parametrize("server", [VIP4, VIP6])
-def test_c1_resolves_the_seed_names(seed_lab: Lab, server: str, proto: str) -> None:
-    c1 = seed_lab["c1"]
-    assert ask(c1, server, "lsvm1.internal.thesteins.org", "A", proto).endswith(
+def test_c1_resolves_the_seed_names(shared_seed_lab: Lab, server: str, proto: str) -> None:
+    c1 = shared_seed_lab["c1"]
+    assert ask_from(c1, server, "lsvm1.internal.thesteins.org", "A", proto).endswith(
         "IN A 192.168.1.6")
-    assert ask(c1, server, "rtbr1.internal.thesteins.org", "A", proto).endswith(
+    assert ask_from(c1, server, "rtbr1.internal.thesteins.org", "A", proto).endswith(
         "IN A 192.168.1.1")
-    assert "IN CNAME lsvm4.internal.thesteins.org." in ask(
+    assert "IN CNAME lsvm4.internal.thesteins.org." in ask_from(
         c1, server, "smtp.internal.thesteins.org", "A", proto)
-    assert ask(c1, server, "example.com", "A", proto).endswith("IN A 203.0.113.80")
-    assert ask(c1, server, "whoami.hapair.lab", "TXT", proto).endswith('"lsvm2"')
+    assert ask_from(c1, server, "example.com", "A", proto).endswith("IN A 203.0.113.80")
+    assert ask_from(c1, server, "whoami.hapair.lab", "TXT", proto).endswith('"lsvm2"')
 
 
-def test_c1_dhcp_name_resolves_both_ways_and_has_slaac(seed_lab: Lab) -> None:
-    c1 = seed_lab["c1"]
+def test_c1_dhcp_name_resolves_both_ways_and_has_slaac(shared_seed_lab: Lab) -> None:
+    c1 = shared_seed_lab["c1"]
     leases = c1.path("/var/lib/dhcp/dhclient.leases").read_text()
     address = leases.split("fixed-address ")[-1].split(";")[0]
     assert "option domain-name \"internal.thesteins.org\"" in leases
     assert "option domain-name-servers 192.168.1.4" in leases
-    assert ask(c1, VIP4, "c1.internal.thesteins.org").endswith(f"IN A {address}")
-    assert ask(c1, VIP4, address, "PTR").endswith("IN PTR c1.internal.thesteins.org.")
+    assert ask_from(c1, VIP4, "c1.internal.thesteins.org").endswith(f"IN A {address}")
+    assert ask_from(c1, VIP4, address, "PTR").endswith("IN PTR c1.internal.thesteins.org.")
     addrs = [a.split()[0] for a in c1.addresses()["eth0"]]
     prefix = ipaddress.ip_network("2001:db8:4100:13c2::/64")
     slaac = [a for a in addrs if ":" in a and ipaddress.ip_interface(a).ip in prefix]
@@ -110,14 +79,15 @@ def test_c1_dhcp_name_resolves_both_ways_and_has_slaac(seed_lab: Lab) -> None:
 
 
 # 3 ---------------------------------------------------------------------------------------------
-def test_guest_lease_router_dns_and_name(seed_lab: Lab) -> None:
-    g1 = seed_lab["g1"]
+def test_guest_lease_router_dns_and_name(shared_seed_lab: Lab) -> None:
+    g1 = shared_seed_lab["g1"]
     leases = g1.path("/var/lib/dhcp/dhclient.leases").read_text()
     address = leases.split("fixed-address ")[-1].split(";")[0]
     assert address.startswith("192.168.3.")
     assert "option routers 192.168.3.1" in leases
     assert "option domain-name-servers 192.168.3.1" in leases
-    assert ask(seed_lab["c1"], VIP4, "g1.guest.thesteins.org").endswith(f"IN A {address}")
+    c1 = shared_seed_lab["c1"]
+    assert ask_from(c1, VIP4, "g1.guest.thesteins.org").endswith(f"IN A {address}")
 
 
 def dhcp(node: Node, mac: str) -> dict[str, object]:
@@ -126,41 +96,41 @@ def dhcp(node: Node, mac: str) -> dict[str, object]:
     return result
 
 
-def test_the_seeds_reserved_macs(seed_lab: Lab) -> None:
-    c1 = seed_lab["c1"]
+def test_the_seeds_reserved_macs(shared_seed_lab: Lab) -> None:
+    c1 = shared_seed_lab["c1"]
     assert dhcp(c1, "53:54:01:11:43:e7")["acked"] == "192.168.1.235"
     named = dhcp(c1, "06:34:24:47:9a:3d")
     assert named["hostname"] == "ad1g2"
-    assert ask(c1, VIP4, "AD1G2.internal.thesteins.org").endswith(f"IN A {named['acked']}")
+    assert ask_from(c1, VIP4, "AD1G2.internal.thesteins.org").endswith(f"IN A {named['acked']}")
 
 
 # 4 ---------------------------------------------------------------------------------------------
-def test_what_the_seed_keeps_local_stays_local(seed_lab: Lab) -> None:
-    c1 = seed_lab["c1"]
-    before = len(resolver_queries(seed_lab))
+def test_what_the_seed_keeps_local_stays_local(shared_seed_lab: Lab) -> None:
+    c1 = shared_seed_lab["c1"]
+    before = len(resolver_queries(shared_seed_lab))
     for name, rdtype in (("nosuchhost.internal.thesteins.org", "A"), ("nosuchhost", "A"),
                          ("192.168.77.9", "PTR")):
-        assert ask(c1, VIP4, name, rdtype).startswith("NXDOMAIN"), name
-    assert resolver_queries(seed_lab)[before:] == []
-    inet = seed_lab["inet"]
-    assert ask(inet, "203.0.113.1", "lsvm1.internal.thesteins.org").startswith("NXDOMAIN")
-    assert not ask(inet, VIP4, "lsvm1.internal.thesteins.org").startswith("NOERROR")
+        assert ask_from(c1, VIP4, name, rdtype).startswith("NXDOMAIN"), name
+    assert resolver_queries(shared_seed_lab)[before:] == []
+    inet = shared_seed_lab["inet"]
+    assert ask_from(inet, "203.0.113.1", "lsvm1.internal.thesteins.org").startswith("NXDOMAIN")
+    assert not ask_from(inet, VIP4, "lsvm1.internal.thesteins.org").startswith("NOERROR")
 
 
 # 5 ---------------------------------------------------------------------------------------------
-def test_registrar_recorded_an_update_from_lsvm2(seed_lab: Lab) -> None:
-    got = [u for u in updates(seed_lab["inet"]) if u["accepted"]]
+def test_registrar_recorded_an_update_from_lsvm2(shared_seed_lab: Lab) -> None:
+    got = [u for u in updates(shared_seed_lab["inet"]) if u["accepted"]]
     assert {u["host"] for u in got if u["node"] == "lsvm2"} >= {"@", "imap", "smtp"}
     assert all(u["tls"] and u["ip"] == "203.0.113.1" for u in got)
     assert not [u for u in got if u["node"] == "lsvm1"]
 
 
-def test_real_client_init_reboot_keeps_its_address(seed_lab: Lab) -> None:
+def test_real_client_init_reboot_keeps_its_address(shared_seed_lab: Lab) -> None:
     """isc dhclient restarted without a release asks for its old address (INIT-REBOOT) and
     dnsmasq, with the lease on the replicated disk, grants the same one."""
     from lab.services import dhclient
 
-    c1 = seed_lab["c1"]
+    c1 = shared_seed_lab["c1"]
     events_file = c1.path("/var/log/dhclient-events.jsonl")
     before = [json.loads(line) for line in events_file.read_text().splitlines()]
     bound = [e for e in before if e["reason"] in ("BOUND", "REBOOT", "RENEW") and e["ip"]]

@@ -312,3 +312,13 @@ def test_real_dhclient_is_reported_beside_the_fleet_not_counted_in_it() -> None:
     m = checks.metrics(tl(fleet, real))
     assert (m.dhcp_clients, m.dhcp_bound_at_end) == (1, 1)
     assert m.real_dhcp_clients == {"c1:eth0": "BOUND"}
+
+
+def test_os_resolver_path_is_its_own_metric_not_a_vip_outage() -> None:
+    vip = [q(float(t)) for t in range(10)]
+    guest_os = [DnsSample(t=float(t), probe="g1", server="192.168.3.1", name="g1", qtype="A",
+                          transport="udp", rcode="REFUSED", mode="os") for t in range(10)]
+    m = checks.metrics(tl(vip, guest_os))
+    assert (m.queries, m.failed, m.success_rate) == (10, 0, 1.0)
+    path = m.resolver_paths["g1"]["192.168.3.1"]
+    assert (path["queries"], path["failed"], path["success_rate"]) == (10, 10, 0.0)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from lab import watch
+from lab.probes.live import StreamTail
 from lab.probes.records import DnsSample
-from lab.timeline import read_records
 
 RESULTS = Path("results")
 
@@ -67,7 +67,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         with probes.dhcp(clients=args.dhcp_clients, node=clients[0]):
             time.sleep(0.5)  # the fleet's stream exists before the DNS probe looks for names
             with probes.dns(rate_hz=args.rate, clients=clients, servers=args.server):
-                time.sleep(args.duration)
+                measure_window(probes, args.duration)
     else:
         with probes.dns(rate_hz=args.rate, clients=clients, servers=args.server):
             time.sleep(args.duration)
@@ -82,28 +82,38 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def measure_window(probes: Any, duration: float) -> None:
+    """Let the probes run for `duration` seconds; if a fault starts meanwhile (`lab crash` in
+    another terminal), make the fleet ask again once clients are served again, so lease
+    survival is measured instead of left unmeasured."""
+    deadline = time.monotonic() + duration
+    confirmed: set[str] = set()
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(0.5, left))
+        try:
+            fault = probes.last_fault()
+        except AssertionError:
+            continue  # no fault yet
+        if fault.fault_id in confirmed or not probes.vips:
+            continue
+        taken_over = probes.view().takeover_s(fault, probes.vips)
+        if any(v is not None for v in taken_over.values()):
+            confirmed.add(fault.fault_id)
+            probes.confirm_leases(timeout=max(1.0, min(30.0, deadline - time.monotonic())))
+
+
 class Tail:
     """Reads probe streams incrementally (a watch may run for an hour) and keeps only recent
     DNS samples."""
 
     def __init__(self) -> None:
-        self.pos: dict[Path, int] = {}
+        self.tails: dict[Path, StreamTail] = {}
         self.samples: list[DnsSample] = []
 
     def read(self, paths: list[Path], keep_s: float) -> list[DnsSample]:
         for p in paths:
-            try:
-                with p.open() as f:
-                    f.seek(self.pos.get(p, 0))
-                    chunk = f.read()
-            except OSError:
-                continue
-            complete, _, _ = chunk.rpartition("\n")
-            if not complete:
-                continue
-            self.pos[p] = self.pos.get(p, 0) + len(complete.encode()) + 1
-            self.samples += [r for r in read_records(complete.splitlines())
-                             if isinstance(r, DnsSample)]
+            tail = self.tails.setdefault(p, StreamTail(p))
+            self.samples += [r for r in tail.read_new() if isinstance(r, DnsSample)]
         cutoff = time.monotonic() - keep_s
         self.samples = [s for s in self.samples if s.t >= cutoff]
         return self.samples

@@ -19,7 +19,10 @@ from lab.timeline import read_records
 
 
 @dataclass
-class _Tail:
+class StreamTail:
+    """One JSON-lines stream read from where the last read stopped; a line still being
+    written waits for the next read."""
+
     path: Path
     offset: int = 0
 
@@ -44,11 +47,11 @@ class LiveView:
     samples: list[DnsSample] = field(default_factory=list)
     dhcp: list[DhcpEvent] = field(default_factory=list)
     bound: dict[str, str] = field(default_factory=dict)  # fleet client MAC -> address now
-    _tails: dict[Path, _Tail] = field(default_factory=dict)
+    _tails: dict[Path, StreamTail] = field(default_factory=dict)
 
     def refresh(self, streams: Iterable[Path]) -> LiveView:
         for path in streams:
-            tail = self._tails.setdefault(path, _Tail(path))
+            tail = self._tails.setdefault(path, StreamTail(path))
             for record in tail.read_new():
                 if isinstance(record, DnsSample):
                     self.samples.append(record)
