@@ -1,4 +1,8 @@
-"""`lab`: the terminal front door. Exit codes: 0 ok, 1 failure, 2 bad input."""
+"""`lab`: the terminal front door. Exit codes: 0 ok, 1 failure (or a node in the wrong state
+for the verb), 2 bad input; `lab exec` ends with its command's status, 124 after --timeout.
+
+Every refusal and failure is one line on stderr, ``lab: ...``.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,20 @@ import argparse
 import importlib
 import json
 import os
+import shlex
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from lab.container import ContainerError
 from lab.lab import (
     DEFAULT_TOPOLOGY,
     PROFILES,
@@ -23,13 +33,14 @@ from lab.lab import (
     LabNotFound,
     resolve_lab_name,
 )
-from lab.node import NodeError
+from lab.node import Node, NodeError, exited
 from lab.stack import available_stacks
-from lab.state import LabStateError, known_labs, teardown
+from lab.state import LabStateError, ProcessRef, check_lab_name, known_labs, teardown
 from lab.topology import TopologyError, load_topology
-from lab.wait import WaitTimeout
+from lab.wait import WaitTimeout, wait_for
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_TIMEOUT = 124  # as coreutils `timeout`: the command was killed after --timeout
 # modules that add their own subcommands with `register(subparsers)`, if present
 COMMAND_MODULES = ("lab.services.cli", "lab.replicator.cli", "lab.probes.cli", "lab.faults_cli")
 NODE_FAULTS = ("crash", "start", "shutdown", "reboot", "freeze", "thaw")
@@ -58,11 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BadInput, ValueError, LabNotFound, LabExists, KeyError) as exc:
         err.print(f"lab: {exc.args[0] if exc.args else exc}", markup=False, highlight=False)
         return EXIT_BAD_INPUT
-    except (LabStateError, NodeError, WaitTimeout, OSError) as exc:
+    except (LabStateError, NodeError, WaitTimeout, OSError, ContainerError) as exc:
         err.print(f"lab: {exc}", markup=False, highlight=False)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         err.print("lab: interrupted")
+        return EXIT_FAILURE
+    except Exception as exc:  # one line, not a traceback; LAB_DEBUG=1 shows it
+        if os.environ.get("LAB_DEBUG"):
+            raise
+        err.print(f"lab: {type(exc).__name__}: {exc} (LAB_DEBUG=1 shows where)", markup=False,
+                  highlight=False)
         return EXIT_FAILURE
 
 
@@ -95,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     exe = named(sub.add_parser("exec", help="run a command inside a node"))
+    exe.add_argument("--timeout", type=float, metavar="S",
+                     help="kill the command after S seconds (exit 124); on a frozen node, "
+                          "wait up to S seconds for it to be thawed")
     exe.add_argument("node")
     exe.add_argument("command", nargs=argparse.REMAINDER)
     exe.set_defaults(handler=cmd_exec)
@@ -151,13 +171,21 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    names = known_labs() if args.all else [resolve_lab_name(args.name)]
+    names = known_labs() if args.all else [_existing_lab(resolve_lab_name(args.name))]
     if not names:
         console.print("no labs to remove")
     for name in names:
         done = teardown(name)
         console.print(f"lab [bold]{name}[/] removed" + (f" ({len(done)} steps)" if done else ""))
     return EXIT_OK
+
+
+def _existing_lab(name: str) -> str:
+    """`name` if such a lab exists on this machine, even half-made (so `down` can remove it)."""
+    check_lab_name(name)
+    if name not in known_labs():
+        raise LabNotFound(f"no lab named {name!r} (see `lab list`)")
+    return name
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -228,7 +256,7 @@ def services_table(status: dict[str, Any]) -> Table:
     return table
 
 
-def _node(args: argparse.Namespace) -> Any:
+def _node(args: argparse.Namespace) -> Node:
     lab = Lab.attach(resolve_lab_name(args.name))
     if args.node not in lab.nodes:
         raise BadInput(f"lab {lab.name} has no node {args.node!r} (nodes: "
@@ -237,24 +265,173 @@ def _node(args: argparse.Namespace) -> Any:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    """Run a command in a node and end with it: its exit status, 124 after --timeout, 128+N
+    on signal N (forwarded to the command's process group, which is then killed)."""
+    command = _exec_command(args)
+    node = _node(args)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    if not _thawed_by(node, deadline):
+        err.print(f"lab: {node.name} stayed frozen for {args.timeout:g} s (--timeout)",
+                  markup=False, highlight=False)
+        return EXIT_TIMEOUT
+    with Supervisor() as supervisor:
+        process = node.popen(command, start_new_session=True)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        status = supervisor.wait(process, left, group=True)
+    if supervisor.timed_out:
+        err.print(f"lab: {node.name}: `{shlex.join(command)}` killed after {args.timeout:g} s "
+                  "(--timeout)", markup=False, highlight=False)
+    return status
+
+
+def _exec_command(args: argparse.Namespace) -> list[str]:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise BadInput("exec: give a command after the node, e.g. `lab exec c1 -- ip addr`")
-    node = _node(args)
-    process = node.popen(command)
-    return int(process.wait())
+    if args.timeout is not None and not args.timeout > 0:
+        raise BadInput(f"exec: --timeout must be a positive number of seconds, not "
+                       f"{args.timeout:g}")
+    return command
+
+
+def _thawed_by(node: Node, deadline: float | None) -> bool:
+    """Whether `node` is not frozen (now, or by `deadline` if one is given). Without a
+    deadline a frozen node is refused at once: a command there would hang until the thaw."""
+    if node.state != "frozen":
+        return True
+    if deadline is None:
+        raise NodeError(f"{node.name} is frozen: `lab thaw {node.name}` first, or --timeout S "
+                        "to wait")
+    try:
+        wait_for(lambda: node.state, until=lambda state: state != "frozen",
+                 timeout=max(0.0, deadline - time.monotonic()),
+                 what=f"{node.name} to be thawed")
+    except WaitTimeout:
+        return False
+    return True
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
     node = _node(args)
+    if node.state == "frozen":
+        raise NodeError(f"{node.name} is frozen: `lab thaw {node.name}` first")
     env = {**os.environ, "PS1": f"[lab {node.lab.name}:{node.name}] \\w# "}
-    process = node.popen(["bash", "--norc", "-i"], env=env, stdin=None)
+    # Ctrl-C belongs to the shell (it runs in the terminal's foreground): lab ignores it
+    with Supervisor((signal.SIGTERM, signal.SIGHUP), ignored=(signal.SIGINT,)) as supervisor:
+        process = node.popen(["bash", "--norc", "-i"], env=env, stdin=None)
+        return supervisor.wait(process, None, group=False)
+
+
+class _Signalled(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Supervisor:
+    """Runs while lab waits for a command it started in a node, so that lab ends with it.
+
+    One of `signals` sent to lab is forwarded to the command, which is then stopped, and lab
+    returns 128+N: lab never outlives its signal, nor leaves its command behind. The handlers
+    are installed before the command starts, so a signal that arrives meanwhile is acted on
+    once the command exists instead of killing lab between fork and exec. `ignored` signals
+    are ignored while lab waits (only then: an ignored signal is inherited across exec, and the
+    command must not start with it ignored)."""
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP),
+                 ignored: tuple[int, ...] = ()) -> None:
+        self.signals = signals
+        self.ignored = ignored
+        self.pending: int | None = None
+        self.armed = False
+        self.timed_out = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Supervisor:
+        for sig in self.signals:
+            self.previous[sig] = signal.signal(sig, self._caught)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _caught(self, signum: int, frame: Any) -> None:
+        if self.armed:
+            raise _Signalled(signum)
+        self.pending = self.pending or signum
+
+    def wait(self, process: subprocess.Popen[Any], timeout: float | None, group: bool) -> int:
+        """The command's exit status as a shell gives it (128+N when signal N ended it); after
+        `timeout` seconds it is stopped and 124 returned (coreutils `timeout`'s status).
+        `group`: the command has a process group of its own, and the whole group is signalled;
+        otherwise only it and its own children."""
+        for sig in self.ignored:
+            self.previous.setdefault(sig, signal.signal(sig, signal.SIG_IGN))
+        self.armed = True
+        try:
+            if self.pending is not None:
+                raise _Signalled(self.pending)
+            return _shell_status(process.wait(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            self.timed_out = True
+            self._stop(process, signal.SIGTERM, group)
+            return EXIT_TIMEOUT
+        except _Signalled as caught:
+            self._stop(process, caught.signum, group)
+            return 128 + caught.signum
+
+    def _stop(self, process: subprocess.Popen[Any], first: int, group: bool) -> None:
+        for sig in self.signals:
+            signal.signal(sig, signal.SIG_IGN)
+        _stop(process, first, group)
+
+
+def _stop(process: subprocess.Popen[Any], first: int, group: bool, grace: float = 2.0) -> None:
+    """Send `first` to the command, SIGKILL whatever of it still runs after `grace` seconds,
+    and reap `nsenter`. Bounded even in a node frozen meanwhile (a frozen process dies only on
+    thaw: lab leaves it its pending SIGKILL and ends)."""
+    # taken before any signal: once `nsenter` dies its child is no longer listed as its own
+    targets = [ref for pid in [process.pid, *_children(process.pid)]
+               if (ref := _ref(pid)) is not None]
+    _signal_command(process.pid, targets, first, group)
     try:
-        return int(process.wait())
-    except KeyboardInterrupt:
-        return int(process.wait())
+        wait_for(lambda: all(exited(ref) for ref in targets), timeout=grace,
+                 what="the command to end")
+    except WaitTimeout:
+        _signal_command(process.pid, targets, signal.SIGKILL, group)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=1.0)
+
+
+def _signal_command(pgid: int, targets: list[ProcessRef], sig: int, group: bool) -> None:
+    """Signal what lab started: `nsenter` and the command it forked inside the node (its only
+    child), and with `group` their whole process group, which lab made theirs alone."""
+    if group:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+    for ref in targets:
+        ref.kill(sig)
+
+
+def _ref(pid: int) -> ProcessRef | None:
+    try:
+        return ProcessRef.of(pid)
+    except LabStateError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def _shell_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -277,10 +454,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if all(c.ok or not c.required for c in checks) else EXIT_FAILURE
 
 
+# what a node verb that had nothing to do says instead of "done"
+NOTHING_TO_DO = {"freeze": "already frozen", "thaw": "not frozen, nothing to thaw",
+                 "cut": "already cut", "heal": "not cut, nothing to heal"}
+
+
 def cmd_node_fault(args: argparse.Namespace) -> int:
     node = _node(args)
     started = time.monotonic()
-    getattr(node, args.fault)()
+    changed = getattr(node, args.fault)()
+    if changed is False:
+        console.print(f"{node.name}: {NOTHING_TO_DO[args.fault]} (now {node.state})")
+        return EXIT_OK
     console.print(f"{node.name}: {args.fault} done in {time.monotonic() - started:.2f} s "
                   f"(now {node.state})")
     return EXIT_OK
@@ -293,8 +478,11 @@ def cmd_cut(args: argparse.Namespace) -> int:
                        f"{args.target!r}")
     args.node = node_name
     node = _node(args)
-    (node.block if args.verb == "cut" else node.unblock)(iface)
-    console.print(f"{node.name}:{iface} {'cut' if args.verb == 'cut' else 'healed'}")
+    changed = (node.block if args.verb == "cut" else node.unblock)(iface)
+    if not changed:
+        console.print(f"{node.name}:{iface} {NOTHING_TO_DO[args.verb]}")
+    else:
+        console.print(f"{node.name}:{iface} {'cut' if args.verb == 'cut' else 'healed'}")
     return EXIT_OK
 
 

@@ -241,9 +241,25 @@ def run_in(init_pid: int, cgroup: Cgroup, argv: Sequence[str], timeout: float | 
         out, _ = popen.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(popen)
-        out, _ = popen.communicate()
-        raise subprocess.TimeoutExpired(popen.args, timeout or 0, output=out) from None
+        raise subprocess.TimeoutExpired(popen.args, timeout or 0,
+                                        output=_output_after_kill(popen)) from None
     return subprocess.CompletedProcess(popen.args, popen.returncode, out, None)
+
+
+def _output_after_kill(popen: subprocess.Popen[str], grace: float = 2.0) -> str:
+    """What a killed command wrote, waiting at most `grace` seconds for it to die: in a node
+    frozen meanwhile its SIGKILL takes effect only on thaw, and until then it holds its pipes
+    open, so waiting for their end would last as long as the freeze."""
+    try:
+        out, _ = popen.communicate(timeout=grace)
+    except subprocess.TimeoutExpired as exc:
+        for stream in (popen.stdin, popen.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        partial = exc.output
+        return partial.decode(errors="replace") if isinstance(partial, bytes) else ""
+    return out or ""
 
 
 def _kill_group(popen: subprocess.Popen[Any]) -> None:

@@ -23,11 +23,28 @@ from typing import Any, Literal
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from lab.topology import Node, Topology
+from lab.topology import Interface, Node, Topology
 
 NetworkMode = Literal["8021q", "vlan-bridges"]
 TRUNK = "trunk"
 IFA_F_NODAD = 0x02
+IFF_UP = 0x1
+
+
+class WiringError(RuntimeError):
+    """A node's switch-side link that should exist does not (its wiring is incomplete)."""
+
+
+def _lookup(sw: Any, name: str, node: Node) -> int:
+    """The index of switch link `name`, or a `WiringError` that says whose wiring lacks it."""
+    found = sw.link_lookup(ifname=name)
+    if not found:
+        raise WiringError(f"{node.name}'s wiring is incomplete: the switch has no link {name}")
+    return int(found[0])
+
+
+def _admin_up(sw: Any, index: int) -> bool:
+    return bool(sw.get_links(index)[0].get("flags", 0) & IFF_UP)
 
 
 @contextmanager
@@ -195,29 +212,49 @@ class Fabric:
         return [switch_port_name(node, i) for i, iface in enumerate(node.interfaces)
                 if port is None or iface.port == port]
 
-    def set_cable(self, node: Node, port: str | None, plugged: bool) -> None:
-        """Pull or plug a cable: the switch side goes down, so the node sees NO-CARRIER."""
-        with ipr(self.switch_netns) as sw:
-            for name in self.switch_ports(node, port):
-                sw.link("set", index=sw.link_lookup(ifname=name)[0],
-                        state="up" if plugged else "down")
+    def set_cable(self, node: Node, port: str | None, plugged: bool) -> bool:
+        """Pull or plug a cable: the switch side goes down, so the node sees NO-CARRIER.
 
-    def set_vlan(self, node: Node, iface_name: str, attached: bool) -> None:
-        """Take one VLAN off (or put it back on) a node's switch port; the link stays up."""
+        Every switch-side link is looked up before any is touched, so a node whose wiring is
+        incomplete gets a `WiringError` and no half-pulled cable. Returns whether anything
+        changed (plugging a plugged cable is allowed and changes nothing)."""
+        with ipr(self.switch_netns) as sw:
+            indexes = [_lookup(sw, name, node) for name in self.switch_ports(node, port)]
+            changed = False
+            for idx in indexes:
+                if _admin_up(sw, idx) != plugged:
+                    sw.link("set", index=idx, state="up" if plugged else "down")
+                    changed = True
+        return changed
+
+    def set_vlan(self, node: Node, iface_name: str, attached: bool) -> bool:
+        """Take one VLAN off (or put it back on) a node's switch port; the link stays up.
+        Returns whether anything changed (taking off a VLAN that is off changes nothing)."""
         iface = node.interface(iface_name)
         with ipr(self.switch_netns) as sw:
             if self.mode == "8021q":
-                index = [p.name for p in node.ports].index(iface.port)
-                idx = sw.link_lookup(ifname=switch_port_name(node, index))[0]
-                vid = self.vlan_id(iface.segment)
-                flags = 0 if iface.tagged else 0x2 | 0x4
-                sw.vlan_filter("add" if attached else "del", index=idx,
-                               vlan_info={"vid": vid, "flags": flags})
-                return
+                return self._set_trunk_vlan(sw, node, iface, attached)
             index = list(node.interfaces).index(iface)
-            idx = sw.link_lookup(ifname=switch_port_name(node, index))[0]
-            master = sw.link_lookup(ifname=iface.segment)[0] if attached else 0
+            idx = _lookup(sw, switch_port_name(node, index), node)
+            master = _lookup(sw, iface.segment, node) if attached else 0
+            if (sw.get_links(idx)[0].get("master") or 0) == master:
+                return False
             sw.link("set", index=idx, master=master)
+            return True
+
+    def _set_trunk_vlan(self, sw: Any, node: Node, iface: Interface, attached: bool) -> bool:
+        index = [p.name for p in node.ports].index(iface.port)
+        idx = _lookup(sw, switch_port_name(node, index), node)
+        vid = self.vlan_id(iface.segment)
+        flags = 0 if iface.tagged else 0x2 | 0x4
+        try:
+            sw.vlan_filter("add" if attached else "del", index=idx,
+                           vlan_info={"vid": vid, "flags": flags})
+        except NetlinkError as exc:
+            if attached or exc.code != errno.ENOENT:
+                raise
+            return False  # that VLAN was already off the port
+        return True
 
     def port_states(self, node: Node) -> dict[str, dict[str, Any]]:
         """Per switch port: up or down, and which bridge it is plugged into."""

@@ -13,7 +13,7 @@ import os
 import shlex
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +46,11 @@ ROLE_SYSCTLS: dict[str, dict[str, str]] = {
 
 
 class NodeError(RuntimeError):
-    pass
+    """A node cannot do what was asked in the state it is in (or failed doing it)."""
+
+
+class NodeInputError(NodeError, ValueError):
+    """What was asked names nothing the node has (a port or interface it lacks)."""
 
 
 @dataclass
@@ -99,10 +103,7 @@ class Node:
 
     @property
     def init_pid(self) -> int:
-        runtime = self.runtime
-        if runtime is None:
-            raise NodeError(f"{self.name} is not running (state: stopped)")
-        return runtime.init_pid
+        return self._require_running().init_pid
 
     @property
     def netns_path(self) -> str:
@@ -128,14 +129,31 @@ class Node:
         return self.path("/var/log")
 
     # -- lifecycle --------------------------------------------------------------------------------
+    # Every verb either does what it says, answers False ("nothing to do") where asking twice is
+    # natural (freeze, thaw, block, unblock), or refuses with a NodeError before it touches
+    # anything. Power verbs that fail part-way still end with the node whole: stopped (no
+    # process, no frozen cgroup, no wiring) or as it was.
     def start(self, settle: bool = True) -> None:
         """Power on: a fresh container, its cables plugged in, then the stack boots it.
 
         With `settle`, return only once the kernel finished IPv6 duplicate address detection on
-        the node's link-local addresses (~1 s), as a booted machine would before it is "up"."""
+        the node's link-local addresses (~1 s), as a booted machine would before it is "up".
+        Refused while the node is up (running or frozen). Leftovers of a power-off that did not
+        finish (a frozen cgroup, processes, switch ports) are cleared first, so a new PID 1 never
+        lands in a frozen cgroup; if the machine fails to come up, it is left stopped."""
         if self.runtime is not None:
-            raise NodeError(f"{self.name} is already running")
+            raise NodeError(f"{self.name} is already up ({self.state})")
+        self._clear_leftovers()
         self.lab.records.add("cgroup", path=str(self.cgroup.path))
+        try:
+            self._power_on(settle)
+        except BaseException:
+            self._power_off()
+            raise
+        if self.lab.stack is not None:
+            self.lab.stack.boot(self)
+
+    def _power_on(self, settle: bool) -> None:
         running = container.start(self.container_spec)
         self._popen = running.popen
         runtime = Runtime(running.unshare_pid, _ticks(running.unshare_pid), running.init_pid,
@@ -147,8 +165,14 @@ class Node:
         self.lab.log_event("node.start", node=self.name)
         if settle:
             self.wait_settled()
-        if self.lab.stack is not None:
-            self.lab.stack.boot(self)
+
+    def _clear_leftovers(self) -> None:
+        """Make a stopped node's cgroup empty and thawed and its switch ports gone."""
+        pids = self.cgroup.pids()
+        if pids or self.cgroup.frozen():
+            self.lab.log_event("node.start.leftovers", node=self.name, processes=len(pids),
+                               frozen=self.cgroup.frozen())
+        self._power_off()
 
     def wait_settled(self, timeout: float = 10) -> None:
         from lab.net import tentative_addresses
@@ -156,83 +180,162 @@ class Node:
                  timeout=timeout, what=f"{self.name}: IPv6 duplicate address detection to finish")
 
     def crash(self) -> None:
-        """Power loss: off the wire and every process gone in the same instant; no shutdown."""
+        """Power loss: off the wire and every process gone in the same instant; no shutdown.
+
+        Refused on a stopped node. Once begun, a crash always ends with the node stopped --
+        every process gone, the cgroup thawed, the wiring removed -- even if a step on the way
+        fails (that error is raised afterwards), so a later `start` finds nothing in its way."""
+        self._require_running()
         self.lab.log_event("node.crash", node=self.name)
-        # A machine without power runs no more code: freeze every process first. A task stuck
-        # in uninterruptible sleep (e.g. on the node's own FUSE daemon, frozen first) can hold
-        # the freezer up; power is cut anyway, and the lab's event log says so.
+        try:
+            self._freeze_for_crash()
+            self._unplug_for_crash()
+        finally:
+            self._power_off()
+        if self.lab.stack is not None:
+            self.lab.stack.after_crash(self)
+
+    def _freeze_for_crash(self) -> None:
+        """A machine without power runs no more code: freeze every process first. A task stuck
+        in uninterruptible sleep (e.g. on the node's own FUSE daemon, frozen first) can hold the
+        freezer up; power is cut anyway, and the lab's event log says so."""
         started = time.monotonic()
         try:
             self.cgroup.freeze(timeout=0.5)
         except TimeoutError:
             self.lab.log_event("node.crash.freeze_incomplete", node=self.name,
                                waited_s=round(time.monotonic() - started, 3))
-        # Then the cables go out (NO-CARRIER: whatever still runs sends into the void, as on a
-        # dead machine, instead of failing with `No such device` on a vanished link -- seen in
-        # heartbeat's log when the freezer had not caught its writer), processes die, and only
-        # then is the wiring removed.
-        self.lab.fabric.set_cable(self.spec, None, plugged=False)
-        self._kill()
-        self.lab.fabric.unwire(self.spec)
-        if self.lab.stack is not None:
-            self.lab.stack.after_crash(self)
+
+    def _unplug_for_crash(self) -> None:
+        """The cables go out before processes die (NO-CARRIER: whatever still runs sends into
+        the void, as on a dead machine, instead of failing with `No such device` on a vanished
+        link -- seen in heartbeat's log when the freezer had not caught its writer). A wiring
+        that cannot be unplugged is logged and removed with the rest of the node."""
+        try:
+            self.lab.fabric.set_cable(self.spec, None, plugged=False)
+        except Exception as exc:  # the crash goes on: power off removes the wiring anyway
+            self.lab.log_event("node.crash.unplug_failed", node=self.name, error=str(exc))
 
     def shutdown(self) -> None:
-        """Orderly power-off: the stack stops services first (heartbeat hands over)."""
+        """Orderly power-off: the stack stops services first (heartbeat hands over).
+
+        A frozen node is thawed first (its services must run to stop). Refused on a stopped
+        node. If the stack's halt fails, the node is still powered off, then the error raised."""
         self._require_running()
         self.lab.log_event("node.shutdown", node=self.name)
         if self.cgroup.frozen():
             self.cgroup.thaw()
-        if self.lab.stack is not None:
-            self.lab.stack.halt(self)
-        self._kill()
-        self.lab.fabric.unwire(self.spec)
+        try:
+            if self.lab.stack is not None:
+                self.lab.stack.halt(self)
+        finally:
+            self._power_off()
 
     def reboot(self) -> None:
+        """Orderly power cycle. Refused on a stopped node (`start` powers it on). Cables come
+        back plugged: a node's wiring is made afresh at every start."""
+        self._require_running(": start it instead")
         self.shutdown()
         self.start()
 
-    def freeze(self) -> None:
-        """Stop every process of the node at once (the kernel freezer); the network stays up."""
-        self._require_running()
-        self.lab.log_event("node.freeze", node=self.name)
-        self.cgroup.freeze()
+    def freeze(self) -> bool:
+        """Stop every process of the node at once (the kernel freezer); the network stays up.
 
-    def thaw(self) -> None:
+        Returns False if the node was frozen already; refused on a stopped node. If the freezer
+        cannot catch every task within 5 s (one in uninterruptible sleep), the node is thawed
+        again and NodeError raised: it is never left half-frozen."""
         self._require_running()
+        if self.cgroup.frozen():
+            return False
+        self.lab.log_event("node.freeze", node=self.name)
+        try:
+            self.cgroup.freeze()
+        except TimeoutError:
+            self.cgroup.thaw()
+            self.lab.log_event("node.thaw", node=self.name, why="freeze incomplete")
+            raise NodeError(f"{self.name}: the freezer could not stop every process within 5 s "
+                            "(a task in uninterruptible sleep?); thawed again") from None
+        return True
+
+    def thaw(self) -> bool:
+        """Let a frozen node run on. Returns False if it was not frozen; refused on a stopped
+        node."""
+        self._require_running()
+        if not self.cgroup.frozen():
+            return False
         self.cgroup.thaw()
         self.lab.log_event("node.thaw", node=self.name)
+        return True
 
-    def block(self, name: str | None = None) -> None:
+    def block(self, name: str | None = None) -> bool:
         """Pull a cable (a port name, or every cable with no name) or take one VLAN off the
-        switch port (an interface name that is not a port, e.g. ``enp2s1.3``)."""
-        self._cable_or_vlan(name, connected=False)
+        switch port (an interface name that is not a port, e.g. ``enp2s1.3``).
 
-    def unblock(self, name: str | None = None) -> None:
-        self._cable_or_vlan(name, connected=True)
+        Returns False if it was off already. A name that is neither a port nor an interface is
+        a NodeInputError; a stopped node (no cables at all) is refused."""
+        return self._cable_or_vlan(name, connected=False)
 
-    def block_vlan(self, iface: str) -> None:
-        """Take one VLAN off the switch port even when it is the port's untagged one."""
-        self.lab.log_event("vlan.cut", node=self.name, iface=iface)
-        self.lab.fabric.set_vlan(self.spec, iface, attached=False)
+    def unblock(self, name: str | None = None) -> bool:
+        """Undo `block`; returns False if there was nothing to undo."""
+        return self._cable_or_vlan(name, connected=True)
 
-    def unblock_vlan(self, iface: str) -> None:
-        self.lab.fabric.set_vlan(self.spec, iface, attached=True)
-        self.lab.log_event("vlan.heal", node=self.name, iface=iface)
+    def block_vlan(self, iface: str) -> bool:
+        """Take one VLAN off the switch port even when it is the port's untagged one; returns
+        False if it was off already."""
+        return self._set_vlan(iface, attached=False)
 
-    def _cable_or_vlan(self, name: str | None, connected: bool) -> None:
+    def unblock_vlan(self, iface: str) -> bool:
+        return self._set_vlan(iface, attached=True)
+
+    def _cable_or_vlan(self, name: str | None, connected: bool) -> bool:
+        if name is not None and name not in {p.name for p in self.spec.ports}:
+            return self._set_vlan(name, attached=connected)
         self._require_running()
-        ports = {p.name for p in self.spec.ports}
-        if name is None or name in ports:
+        changed = self._rewire(lambda: self.lab.fabric.set_cable(self.spec, name,
+                                                                 plugged=connected))
+        if changed:
             self.lab.log_event("cable.plug" if connected else "cable.pull", node=self.name,
                                port=name)
-            self.lab.fabric.set_cable(self.spec, name, plugged=connected)
-        elif name in {i.name for i in self.spec.interfaces}:
-            (self.unblock_vlan if connected else self.block_vlan)(name)
-        else:
-            raise NodeError(f"{self.name} has no port or interface {name!r} (ports: "
-                            f"{', '.join(sorted(ports))}; interfaces: "
-                            f"{', '.join(i.name for i in self.spec.interfaces)})")
+        return changed
+
+    def _set_vlan(self, iface: str, attached: bool) -> bool:
+        self._check_interface(iface)
+        self._require_running()
+        changed = self._rewire(lambda: self.lab.fabric.set_vlan(self.spec, iface,
+                                                                attached=attached))
+        if changed:
+            self.lab.log_event("vlan.heal" if attached else "vlan.cut", node=self.name,
+                               iface=iface)
+        return changed
+
+    def _check_interface(self, name: str) -> None:
+        if name not in {i.name for i in self.spec.interfaces}:
+            raise NodeInputError(f"{self.name} has no port or interface {name!r} (ports: "
+                                 f"{', '.join(sorted(p.name for p in self.spec.ports))}; "
+                                 "interfaces: "
+                                 f"{', '.join(i.name for i in self.spec.interfaces)})")
+
+    def _rewire(self, change: Callable[[], bool]) -> bool:
+        """Run a wiring change; a node whose wiring is incomplete is a NodeError (the fabric
+        checks every link before it touches one, so nothing was changed)."""
+        from lab.net import WiringError
+        try:
+            return change()
+        except WiringError as exc:
+            raise NodeError(str(exc)) from None
+
+    def _power_off(self) -> None:
+        """Whatever state the node is in (even half-started): every process gone, the cgroup
+        thawed, the switch side of its cables removed, no runtime record. Each step runs even
+        if an earlier one failed."""
+        try:
+            self._kill()
+        finally:
+            try:
+                self.lab.fabric.unwire(self.spec)
+            finally:
+                if self.cgroup.exists() and self.cgroup.frozen():
+                    self.cgroup.thaw()  # an empty frozen cgroup would freeze the next PID 1
 
     def _kill(self) -> None:
         # PID 1 first: the kernel then kills the whole PID namespace and `unshare` reaps PID 1,
@@ -252,7 +355,7 @@ class Node:
                 self.cgroup.thaw()
             unshare = ProcessRef(runtime.unshare_pid, runtime.unshare_start)
             with suppress(WaitTimeout):
-                wait_for(lambda: not unshare.alive() or self._reaped(), timeout=2,
+                wait_for(lambda: exited(unshare) or self._reaped(), timeout=2,
                          what=f"{self.name}: unshare to exit")
         self.cgroup.kill_all(fuse_ids=fuse_ids)
         if self._popen is not None:
@@ -264,9 +367,17 @@ class Node:
         """Reap our own `unshare` child if it exited (it is a zombie until then)."""
         return self._popen is not None and self._popen.poll() is not None
 
-    def _require_running(self) -> None:
-        if self.runtime is None:
-            raise NodeError(f"{self.name} is not running")
+    def _require_running(self, hint: str = "") -> Runtime:
+        runtime = self.runtime
+        if runtime is None:
+            raise NodeError(f"{self.name} is not running (stopped){hint}")
+        return runtime
+
+    def _refuse_frozen(self, what: str) -> None:
+        """A process started in a frozen node blocks before it runs (it joins the frozen
+        cgroup), and with it whoever waits for it to start: refuse instead."""
+        if self.cgroup.frozen():
+            raise NodeError(f"{self.name} is frozen: {what} cannot run until it is thawed")
 
     def _save(self, runtime: Runtime) -> None:
         tmp = self.dir / "runtime.json.tmp"
@@ -279,14 +390,20 @@ class Node:
         return container.exec_argv(self.init_pid, argv)
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        """A long-running process inside the node, in its cgroup (frozen and killed with it)."""
-        return container.popen_in(self.init_pid, self.cgroup, argv, **kwargs)
+        """A long-running process inside the node, in its cgroup (frozen and killed with it).
+        Refused on a frozen node (see `_refuse_frozen`)."""
+        init_pid = self.init_pid
+        self._refuse_frozen(f"`{shlex.join(argv)}`")
+        return container.popen_in(init_pid, self.cgroup, argv, **kwargs)
 
     def execute(self, command: str, timeout: float | None = 60,
                 input: str | None = None) -> tuple[int, str]:
-        """Run a shell command inside the node; return (exit status, stdout+stderr)."""
+        """Run a shell command inside the node; return (exit status, stdout+stderr). Refused
+        at once on a frozen node, which would only hold the command until `timeout`."""
+        init_pid = self.init_pid
+        self._refuse_frozen(f"`{command}`")
         try:
-            result = container.run_in(self.init_pid, self.cgroup, ["sh", "-c", command],
+            result = container.run_in(init_pid, self.cgroup, ["sh", "-c", command],
                                       timeout=timeout, input=input)
         except subprocess.TimeoutExpired as exc:
             out = exc.output if isinstance(exc.output, str) else ""
@@ -357,3 +474,13 @@ def _ticks(pid: int) -> int:
     return ProcessRef.of(pid).start
 
 
+def exited(ref: ProcessRef) -> bool:
+    """Whether the process has exited: gone, its PID reused, or a zombie (an orphan waits for
+    the host's init to reap it, which can take a second; it has exited all the same)."""
+    if not ref.alive():
+        return True
+    try:
+        stat = Path(f"/proc/{ref.pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
