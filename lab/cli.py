@@ -132,9 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("node")
         p.set_defaults(handler=cmd_node_fault, fault=fault)
     for verb, help_text in (("cut", "pull a cable (NODE:PORT) or take a VLAN off (NODE:IFACE)"),
-                            ("heal", "undo a cut")):
+                            ("heal", "undo a cut (NODE:IFACE), end a fault (FAULT-ID), or --all")):
         p = named(sub.add_parser(verb, help=help_text))
-        p.add_argument("target", metavar="NODE:IFACE")
+        p.add_argument("target", metavar="NODE:IFACE" if verb == "cut" else "NODE:IFACE|FAULT-ID",
+                       nargs=None if verb == "cut" else "?")
+        if verb == "heal":
+            p.add_argument("--all", action="store_true",
+                           help="end every fault in force and plug every cable and VLAN back")
         p.set_defaults(handler=cmd_cut, verb=verb)
 
     for module_name in COMMAND_MODULES:
@@ -472,6 +476,10 @@ def cmd_node_fault(args: argparse.Namespace) -> int:
 
 
 def cmd_cut(args: argparse.Namespace) -> int:
+    if args.verb == "heal" and (args.all or (args.target and ":" not in args.target)):
+        return cmd_heal_faults(args)
+    if args.target is None:
+        raise BadInput("heal: give NODE:IFACE, a fault id (see `lab faults`), or --all")
     node_name, sep, iface = args.target.partition(":")
     if not sep or not iface:
         raise BadInput(f"{args.verb}: expected NODE:IFACE, e.g. lsvm1:enp2s1, not "
@@ -483,6 +491,29 @@ def cmd_cut(args: argparse.Namespace) -> int:
         console.print(f"{node.name}:{iface} {NOTHING_TO_DO[args.verb]}")
     else:
         console.print(f"{node.name}:{iface} {'cut' if args.verb == 'cut' else 'healed'}")
+    return EXIT_OK
+
+
+def cmd_heal_faults(args: argparse.Namespace) -> int:
+    """`lab heal --all` / `lab heal FAULT-ID`: end nemesis faults (partitions, loss, disk
+    errors) and, with --all, put every running node's cables and VLANs back."""
+    from lab.faults import FaultError, Nemesis
+
+    if args.all and args.target:
+        raise BadInput("heal: give either a target or --all, not both")
+    nemesis = Nemesis(Lab.attach(resolve_lab_name(args.name)))
+    if args.all:
+        ended = nemesis.heal_all()
+        console.print(f"healed: {', '.join(ended) or 'no faults were in force'}; every cable "
+                      "and VLAN plugged back")
+        return EXIT_OK
+    if args.target not in nemesis.open_faults():
+        raise BadInput(f"heal: no fault {args.target!r} in force (see `lab faults`)")
+    try:
+        nemesis.stop(args.target)
+    except FaultError as exc:
+        raise LabStateError(str(exc)) from exc
+    console.print(f"{args.target} ended")
     return EXIT_OK
 
 

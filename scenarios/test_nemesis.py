@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from lab.faults import Nemesis
@@ -83,3 +86,55 @@ def test_node_faults_repair_themselves_even_on_error(lab: Lab) -> None:
     with nemesis.cut("lsvm1", "enp2s1"):
         assert pings(lab.c1, "192.168.1.6") == 0
     lab.c1.wait_until_succeeds("ping -c1 -W1 192.168.1.6", timeout=10)
+
+
+def echoes_in(node: object) -> int:
+    """ICMP echo requests the node's kernel has received so far (/proc/net/snmp)."""
+    out = node.succeed("cat /proc/net/snmp")  # type: ignore[attr-defined]
+    names, values = [ln.split() for ln in out.splitlines() if ln.startswith("Icmp:")][:2]
+    return int(values[names.index("InEchos")])
+
+
+def test_one_way_partition_drops_only_what_a_sends_to_b(lab: Lab) -> None:
+    nemesis = Nemesis(lab)
+    assert pings(lab.lsvm1, "192.168.1.7") == 1 and pings(lab.lsvm2, "192.168.1.6") == 1
+    with nemesis.partition("lsvm1", "lsvm2", direction="a_to_b"):
+        at_lsvm2, at_lsvm1 = echoes_in(lab.lsvm2), echoes_in(lab.lsvm1)
+        pings(lab.lsvm1, "192.168.1.7", count=20)   # lsvm1 -> lsvm2: dropped
+        pings(lab.lsvm2, "192.168.1.6", count=20)   # lsvm2 -> lsvm1: arrives, replies do not
+        assert echoes_in(lab.lsvm2) == at_lsvm2
+        assert echoes_in(lab.lsvm1) - at_lsvm1 == 20
+    with pytest.raises(ValueError, match="direction"), nemesis.partition(
+            "lsvm1", "lsvm2", direction="sideways"):
+        pass
+
+
+def run_lab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_cli_faults_stay_in_force_until_healed(lab: Lab) -> None:
+    name = ("--name", lab.name)
+    started = run_lab("partition", *name, "lsvm1", "lsvm2", "--port", "694/udp", "--one-way")
+    assert started.returncode == 0, started.stderr
+    fid = started.stdout.split()[0]
+    assert run_lab("loss", *name, "c1", "30").returncode == 0
+    listed = run_lab("faults", *name).stdout
+    assert fid in listed and "loss-" in listed and "lsvm1 to lsvm2 only" in listed
+    assert run_lab("heal", *name, fid).returncode == 0
+    assert fid not in run_lab("faults", *name).stdout
+    assert run_lab("cut", *name, "lsvm2:enp2s1").returncode == 0
+    healed = run_lab("heal", *name, "--all")
+    assert healed.returncode == 0 and "loss-" in healed.stdout, healed.stdout
+    assert "loss-" not in run_lab("faults", *name).stdout
+    lab.c1.wait_until_succeeds("ping -c1 -W1 192.168.1.7", timeout=10)
+    assert pings(lab.c1, "192.168.1.7", count=20) == 20
+    # refusals: one line each, nothing started
+    for bad, code in ((("heal", *name, "loss-999"), 2), (("loss", *name, "c1", "130"), 2),
+                      (("kill-service", *name, "lsvm1", "dnsmasq"), 1),
+                      (("partition", *name, "lsvm1", "nosuch"), 2)):
+        refused = run_lab(*bad)
+        assert refused.returncode == code, (bad, refused.stderr)
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert Nemesis(lab).open_faults() == []
