@@ -79,3 +79,60 @@ def render_ipv6addr_wrapper(keep: frozenset[str]) -> tuple[str, list[Change]] | 
         "link the IPv6 VIP was configured nowhere after a takeover (F14)",
         "F14")
     return _WRAPPER.replace("@OCF_IPV6ADDR@", OCF_IPV6ADDR), [change]
+
+
+# A comparison for scenarios, never the seed's default: the package's IPv6addr waits out
+# duplicate address detection and then sends 5 unsolicited neighbour advertisements 1 s apart
+# before it returns, so each IPv6 VIP holds the resource chain (and dnsmasq after it) for ~5-7 s.
+# This wrapper configures the address without DAD and sends the same advertisements from
+# send_ua in the background. What it gives up: DAD would have noticed the address already in
+# use by the other node (a split brain); with this variant both nodes configure it.
+_NONBLOCKING = """\
+#!/bin/sh
+# hapair-lab: an IPv6addr that does not block the resource chain (see `lab changes`):
+# the address is added without duplicate address detection and the unsolicited neighbour
+# advertisements are sent in the background.
+. /etc/ha.d/resource.d//hto-mapfuncs
+
+if [ $# != 2 ]; then
+    echo "usage: $0 <ip-address> start|stop|status|monitor"
+    exit 1
+fi
+addr=${1%%/*}
+rest=${1#"$addr"}; rest=${rest#/}
+prefix=${rest%%/*}; [ -n "$prefix" ] || prefix=64
+nic=${rest#"$prefix"}; nic=${nic#/}
+[ -n "$nic" ] || { log_and_print "ERROR: IPv6addr: no interface in $1"; exit 1; }
+
+configured() { ip -6 -o addr show dev "$nic" | grep -qi " $addr/$prefix "; }
+
+case $2 in
+    start)
+        configured && exit 0
+        ip -6 addr replace "$addr/$prefix" dev "$nic" nodad || exit 1
+        setsid @SEND_UA@ -i 1000 -c 5 "$addr" "$prefix" "$nic" </dev/null >/dev/null 2>&1 &
+        log_and_print "INFO: IPv6addr (non-blocking) $addr/$prefix on $nic: advertising"
+        exit 0;;
+    stop)
+        configured && ip -6 addr del "$addr/$prefix" dev "$nic"
+        exit 0;;
+    status|monitor)
+        if configured; then echo running; exit 0; fi
+        echo stopped; exit 3;;
+esac
+exit 1
+"""
+SEND_UA = "/usr/libexec/heartbeat/send_ua"
+IPV6ADDR_VARIANTS = ("stock", "nonblocking")
+
+
+def render_ipv6addr_nonblocking() -> tuple[str, list[Change]]:
+    """The non-blocking IPv6addr wrapper and its change row (a comparison, not a fix)."""
+    change = Change(
+        IPV6ADDR_WRAPPER_PATH, "start",
+        "start → the OCF agent: wait out DAD, then 5 unsolicited NAs 1 s apart (blocks ~5-7 s "
+        "per address)",
+        "start → `ip -6 addr add … nodad`, the same 5 NAs from send_ua in the background",
+        "a comparison (stack option ipv6addr=nonblocking): how much of a takeover the IPv6 "
+        "VIPs cost; gives up DAD, so a split brain configures the address on both nodes")
+    return _NONBLOCKING.replace("@SEND_UA@", SEND_UA), [change]

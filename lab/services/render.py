@@ -15,7 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.services.agents import IPV6ADDR_WRAPPER_PATH, render_ipv6addr_wrapper
+from lab.services.agents import (
+    IPV6ADDR_WRAPPER_PATH,
+    render_ipv6addr_nonblocking,
+    render_ipv6addr_wrapper,
+)
 from lab.services.changes import Change, unique
 from lab.services.profiles import Profile
 
@@ -72,6 +76,7 @@ class RenderOptions:
     keep_findings: frozenset[str] = frozenset()
     ca_path: str = LAB_CA_PATH
     disk: str = "replicated"  # or "local": no replicated disk available (see render_haresources)
+    ipv6addr: str = "stock"  # or "nonblocking": a comparison for scenarios (lab.services.agents)
 
 
 @dataclass(frozen=True)
@@ -400,7 +405,8 @@ def render_node(seed: SeedConfig, profile: Profile, secrets: Secrets, node: str,
     add("/etc/ha.d/ha.cf", render_ha_cf(seed["ha.cf"], profile))
     add("/etc/ha.d/haresources", render_haresources(seed["haresources"], keep, opts.disk))
     add("/etc/ha.d/authkeys", render_authkeys(seed["authkeys"], secrets), 0o600)
-    wrapper = render_ipv6addr_wrapper(keep)
+    wrapper = (render_ipv6addr_nonblocking() if opts.ipv6addr == "nonblocking"
+               else render_ipv6addr_wrapper(keep))
     if wrapper is not None:
         add(IPV6ADDR_WRAPPER_PATH, wrapper, 0o755)
     add("/etc/drbd.d/drbd0.res", render_drbd_res(seed["drbd0.res"], profile, secrets), 0o640)

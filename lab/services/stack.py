@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.node import NodeError
 from lab.services import dhclient, disk, health, heartbeat, registrar, resolver, router
+from lab.services.agents import IPV6ADDR_VARIANTS
 from lab.services.haconf import parse_haresources
 from lab.services.lint import lint
 from lab.services.pki import make_pki
@@ -62,7 +63,12 @@ class SeedStack(Stack):
     name = "seed"
 
     def __init__(self, profile: str = "seed",
-                 keep_findings: frozenset[str] | list[str] | None = None) -> None:
+                 keep_findings: frozenset[str] | list[str] | None = None,
+                 ipv6addr: str = "stock") -> None:
+        if ipv6addr not in IPV6ADDR_VARIANTS:
+            raise ValueError(f"ipv6addr: {ipv6addr!r} is not one of "
+                             f"{', '.join(IPV6ADDR_VARIANTS)}")
+        self.ipv6addr = ipv6addr
         self.profile_name = profile
         self.profile = load_profile(profile)
         self.keep_findings = _env_findings() if keep_findings is None else frozenset(
@@ -75,7 +81,8 @@ class SeedStack(Stack):
         return Path(lab.dir) / "services"
 
     def options(self) -> RenderOptions:
-        return RenderOptions(keep_findings=self.keep_findings, disk=self.disk_mode)
+        return RenderOptions(keep_findings=self.keep_findings, disk=self.disk_mode,
+                             ipv6addr=self.ipv6addr)
 
     def secrets(self, lab: Lab) -> Secrets:
         data = json.loads((self.state_dir(lab) / "secrets.json").read_text())
@@ -95,7 +102,7 @@ class SeedStack(Stack):
 
     def options_record(self) -> dict[str, Any]:
         """What `Lab.attach` needs to rebuild this stack exactly (saved in lab.json)."""
-        return {"keep_findings": sorted(self.keep_findings)}
+        return {"keep_findings": sorted(self.keep_findings), "ipv6addr": self.ipv6addr}
 
     def check(self, topology: Topology) -> list[str]:
         """`lab lint` of the seed's configuration, as this lab would render it."""
