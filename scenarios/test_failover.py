@@ -15,17 +15,22 @@ from typing import Any
 
 import pytest
 
-from lab.budgets import STOCK_IPV6ADDR_S, failback_budget_s, takeover_budget_s
-from lab.faults import Nemesis
-from lab.lab import Lab
-from lab.node import Node
-from lab.probes.fixture import Probes
-from lab.pytest_plugin import LabFactory, artifact_dir
+from lab.budgets import STOCK_IPV6ADDR_S
 from lab.services import dhclient
 from lab.services.ask import ask_from
 from lab.services.dhclient import last_lease
 from lab.services.registrar import updates
-from lab.verdict import expect
+from lab.testing import (
+    Lab,
+    LabFactory,
+    Nemesis,
+    Node,
+    Probes,
+    artifact_dir,
+    expect,
+    failback_budget_s,
+    takeover_budget_s,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed, pytest.mark.failover]
 

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.budgets import detection_s, takeover_budget_s
 from lab.checks import leases_lost
-from lab.faults import Nemesis
-from lab.lab import Lab
-from lab.probes.fixture import Probes
-from lab.verdict import expect
+from lab.testing import Lab, Nemesis, Probes, detection_s, expect, takeover_budget_s
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed]
 

@@ -14,12 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.budgets import detection_s
-from lab.faults import Nemesis
-from lab.lab import Lab
-from lab.node import Node
-from lab.probes.fixture import Probes
-from lab.verdict import expect
+from lab.testing import Lab, Nemesis, Node, Probes, detection_s, expect
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed, pytest.mark.split_brain]
 
