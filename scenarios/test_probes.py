@@ -48,7 +48,7 @@ def colour_present(img: np.ndarray[Any, Any], hex_colour: str) -> bool:
 
 
 def test_steady_state(seed_lab: Lab, probes: Probes) -> None:
-    holder = labview.vip_holders(seed_lab)[VIP4][0]
+    holder = seed_lab.active().name
     with probes.dhcp(clients=20):
         time.sleep(1.0)
         with probes.dns(rate_hz=20):
@@ -88,9 +88,7 @@ def answered_by(probes: Probes, node: str) -> bool:
 
 @pytest.mark.audit(skip=["drbd"])  # the crashed primary stays down: the survivor is alone
 def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probes) -> None:
-    primary = labview.vip_holders(seed_lab)[VIP4][0]
-    survivor = next(n.name for n in seed_lab.topology.nodes_with_role("server")
-                    if n.name != primary)
+    primary, survivor = seed_lab.active().name, seed_lab.standby().name
     survivor_macs = {mac for mac, node in labview.server_macs(seed_lab).items()
                      if node == survivor}
     cap = probes.outdir / "vlan1.pcap"

@@ -53,9 +53,8 @@ def time_to_ready(profile: str) -> dict[str, Any]:
         total = time.monotonic() - t0
         waited = next((e.get("waited_s") for e in reversed(lab.events())
                        if e.get("event") == "lab.ready"), None)
-        preferred = getattr(lab.stack, "preferred", lambda _lab: "lsvm2")(lab)
-        phases = heartbeat_phases(lab[preferred].path("/var/log/ha-log").read_text(),
-                                  preferred)
+        active = lab.active().name  # ready means it holds everything
+        phases = heartbeat_phases(lab[active].path("/var/log/ha-log").read_text(), active)
         heartbeat_s = sum(phases.values())
         return {"time_to_ready_s": total, "waiting_for_services_s": waited, **phases,
                 "heartbeat_waits_s": heartbeat_s,
