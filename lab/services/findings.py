@@ -206,6 +206,56 @@ FINDINGS = (*FINDINGS, Finding(
     fixed_by_lab=True,
 ))
 
+# The seed's host firewall (fixtures/seed/ufw, rendered by lab.services.firewall).
+FINDINGS = (*FINDINGS, Finding(
+    id="F20",
+    title="the heartbeat rule is typed on both hosts: lsvm1 drops every heartbeat from lsvm2",
+    seed_says="`$ sudo ufw allow from 192.168.1.6 to any port 694 proto udp`, \"on both hosts\" "
+    "(the DRBD lines just before it are per host)",
+    what_happens="on lsvm1 the rule allows only lsvm1 itself (whose own packets arrive on lo "
+    "anyway), so ufw's default policy drops lsvm2's heartbeats: each node sends from an "
+    "ephemeral port to the peer's 694, so conntrack holds two unrelated flows (`[UNREPLIED]` "
+    "both ways) and never lets one in as the other's reply. Measured at a cold start, both "
+    "profiles: lsvm1 hears nothing, declares lsvm2 dead at initdead and takes every resource "
+    "(`mach_down takeover complete for node lsvm2`); lsvm2 hears lsvm1 but gets no "
+    "acknowledgement, logs `all clients are now paused` and never takes its own resources "
+    "(`cl_status`: `Heartbeat is stopped on this machine`), so the preferred node never "
+    "serves and auto_failback never happens. Worse: when lsvm1 then loses power, lsvm2 logs "
+    "`mach_down takeover complete for node lsvm1` but starts nothing — no VIP, no dnsmasq, for "
+    "as long as anyone looked (75 s in the seed profile). The lab renders lsvm1's copy of the "
+    "rule with the peer's address, 192.168.1.7",
+    evidence="pytest scenarios/test_firewall.py -k F20; or: lab up --keep-finding F20 (never "
+    "ready); lab exec lsvm1 -- cl_status nodestatus lsvm2; lab fw lsvm1",
+    fixed_by_lab=True,
+), Finding(
+    id="F21",
+    title="the firewall opens 7789/tcp for DRBD, which nothing uses",
+    seed_says="`lsvm1$ sudo ufw allow from 192.168.1.7 to any port 7789 proto tcp` (and the "
+    "same on lsvm2), next to 7788; drbd0.res has one resource, at port 7788",
+    what_happens="harmless here, measured: DRBD uses one TCP port per resource (the `address` "
+    "line's, 7788); nothing listens on 7789 on either node (`ss -ltn`), a connection from the "
+    "peer is refused at once and one from anyone else is dropped. The rule would matter only "
+    "for a second resource on 7789",
+    evidence="lab exec lsvm1 -- ss -ltn; lab fw lsvm1",
+    fixed_by_lab=False,
+), Finding(
+    id="F22",
+    title="DHCPv6 (547/udp) is not let in: the stateless DHCPv6 half of `ra-stateless` is dead",
+    seed_says="dnsmasq.conf: `dhcp-range=set:enp2s1v6,::,constructor:enp2s1,ra-stateless,"
+    "ra-names` and `dhcp-option=option6:dns-server,[...]`; the firewall lines open 53/tcp, "
+    "53/udp and 67/udp only",
+    what_happens="dnsmasq answers DHCPv6 information-requests (`DHCPv6 stateless on enp2s1`), "
+    "but ufw's default policy drops them: measured from c1, `dhclient -6 -S` sent 4 "
+    "Info-Requests in 12 s and got no reply, the active node's `policy: deny incoming` counter "
+    "grew by 4; with 547/udp let in, the first Info-Request is answered (`RCV: Reply message`) "
+    "and dnsmasq logs `DHCPINFORMATION-REQUEST(enp2s1)`. Clients that take their IPv6 DNS "
+    "server from stateless DHCPv6 rather than the RA never learn it. The lab lets 547/udp in",
+    evidence="pytest scenarios/test_firewall.py -k F22; or: lab up --keep-finding F22; "
+    "lab exec c1 -- timeout 12 dhclient -6 -S -1 -v -sf /bin/true -lf /tmp/d6 -pf /tmp/d6.pid "
+    "eth0",
+    fixed_by_lab=True,
+))
+
 BY_ID: dict[str, Finding] = {f.id: f for f in FINDINGS}
 
 

@@ -1,9 +1,22 @@
 """`lab lint [DIR]`: check a configuration set against the topology before anything starts.
 
 Why: a typo in haresources or dnsmasq.conf shows up in a running pair as a silent non-takeover
-or a client without DNS, minutes later. The lint renders the set exactly as the lab would (so it
-judges what nodes really get, after the documented changes) and reports problems as
-`file:line: level: message`, pointing at the source file in DIR.
+or a client without DNS, minutes later. The lint reports every problem of the set in one run, as
+`file:line: level: message` pointing at the source file in DIR, in three passes:
+
+- the raw text as a reader pasted it: the page's typography (lab.services.typography), and every
+  finding the renderer works around, found where the renderer finds it (a warning while the lab
+  works around it, an error when `--keep-finding` keeps it);
+- the set rendered exactly as the lab would (so it judges what nodes really get): heartbeat,
+  DRBD and dnsmasq against the topology, secrets' modes, and the firewall against the daemons
+  (lab.services.fwlint). A file the renderer cannot take is one error, stood in for, and the
+  rest is still checked;
+- one problem per defect: a check of the rendered set that trips over a line the raw pass
+  already reported as an error (a kept finding, a typographic quote) is that error's
+  consequence and is left out.
+
+Levels: `error` — the lab refuses the set (`lab up`, exit 2); `warning` — worked around by the
+lab, or harmless here (exit 0).
 """
 
 from __future__ import annotations
@@ -13,12 +26,23 @@ import os
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.replicator import resfile
-from lab.services import haconf
+from lab.services import fwlint, haconf, typography
+from lab.services.changes import Change
+from lab.services.findings import BY_ID
+from lab.services.firewall import (
+    RULESET_PATH,
+    UFW_SOURCE,
+    UfwError,
+    context,
+    lab_rules,
+    parse_ufw,
+    serves_dhcpv6,
+)
 from lab.services.profiles import Profile, load_profile
 from lab.services.render import (
     AUTHKEY_PLACEHOLDER,
@@ -29,6 +53,7 @@ from lab.services.render import (
     RenderError,
     RenderOptions,
     Secrets,
+    SeedConfig,
     load_seed,
     render_pair,
 )
@@ -53,7 +78,11 @@ SOURCE_OF = {
     "/srv/drbd0/dnsmasq/banner_add_hosts": "banner_add_hosts",
     "/etc/default/dnsmasq": "default-dnsmasq",
     "/etc/ddclient.conf": "ddclient.conf",
+    RULESET_PATH: UFW_SOURCE,
 }
+# Stand-ins for a file that is missing or that the renderer cannot take, so that the rest of the
+# set is still checked (None: leave the file out; the set then has no firewall).
+STAND_INS: dict[str, str | None] = {"default-dnsmasq": 'DNSMASQ_OPTS=""\n', UFW_SOURCE: None}
 SECRET_FILES = {  # source file -> (placeholder, widest safe mode)
     "authkeys": (AUTHKEY_PLACEHOLDER, 0o600),
     "drbd0.res": (DRBD_SECRET_PLACEHOLDER, 0o640),
@@ -76,12 +105,24 @@ class Problem:
 
 
 class _Report:
+    """Problems of one run; `raw` ones come from the text as written, the others from checks of
+    the rendered set (left out where they only repeat a raw error, see `problems`)."""
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.problems: list[Problem] = []
+        self.found: list[tuple[bool, Problem]] = []
+        self.raw = False
 
     def add(self, source: str, line: int, level: str, message: str) -> None:
-        self.problems.append(Problem(str(self.dir / source), line, level, message))
+        self.found.append((self.raw, Problem(str(self.dir / source), line, level, message)))
+
+    @property
+    def problems(self) -> list[Problem]:
+        """One problem per defect, sorted: raw problems, and derived ones on lines no raw error
+        already explains."""
+        explained = {(p.file, p.line) for raw, p in self.found if raw and p.level == "error"}
+        return sorted({p for raw, p in self.found
+                       if raw or (p.file, p.line) not in explained or p.line == 0})
 
     def error(self, source: str, line: int, message: str) -> None:
         self.add(source, line, "error", message)
@@ -295,33 +336,135 @@ def check_secrets(rep: _Report, directory: Path, configs: Iterable[NodeConfig]) 
             rep.error(src, 1, f"holds a secret but is mode {mode:o} (at most {widest:o})")
 
 
+# -- the raw text ---------------------------------------------------------------------------------
+def check_typography(rep: _Report, texts: dict[str, str]) -> None:
+    """The page's typography, in whichever file it appears (lab.services.typography)."""
+    for name, text in sorted(texts.items()):
+        for issue in typography.check(name, text):
+            rep.add(name, issue.line, issue.level, issue.message)
+
+
+# Where a finding lives in the raw text when its change is not a line of a source file.
+FINDING_LINES: dict[str, tuple[str, Callable[[str], bool]]] = {
+    "F14": ("haresources", lambda ln: "IPv6addr::" in ln),
+    "F22": ("dnsmasq.conf", serves_dhcpv6),
+}
+
+
+def _finding_lines(change: Change, texts: dict[str, str]) -> list[tuple[str, int]]:
+    """The source lines a finding's change was made from."""
+    source = SOURCE_OF.get(change.file, "")
+    needle = change.seed_value.strip()
+    lines = texts.get(source, "").splitlines() if source else []
+    found = [(source, no) for no, ln in enumerate(lines, 1) if needle and needle in ln]
+    if found:
+        return found
+    where = FINDING_LINES.get(change.finding)
+    if where is None:
+        return []
+    name, match = where
+    return [(name, no) for no, ln in enumerate(texts.get(name, "").splitlines(), 1)
+            if match(ln.strip())]
+
+
+def check_findings(rep: _Report, texts: dict[str, str], profile: Profile,
+                   keep: frozenset[str]) -> None:
+    """Every finding the renderer works around, on the raw text, kept or not: rendered once
+    with every workaround on to learn where each one is made."""
+    try:
+        configs = render_pair(SeedConfig(texts), profile, LINT_SECRETS, RenderOptions())
+    except RenderError:
+        return  # reported by the render pass
+    seen: set[tuple[str, int, str]] = set()
+    for cfg in configs.values():
+        for change in cfg.changes:
+            finding = BY_ID.get(change.finding)
+            if finding is None or not finding.fixed_by_lab:
+                continue
+            kept = finding.id in keep
+            for source, line in _finding_lines(change, texts):
+                if (source, line, finding.id) in seen:
+                    continue
+                seen.add((source, line, finding.id))
+                then = (f"kept (--keep-finding {finding.id}): the lab runs it as printed" if kept
+                        else f"the lab renders `{change.lab_value}` instead")
+                why = change.why if f"({finding.id})" in change.why else \
+                    f"{change.why} ({finding.id})"
+                rep.add(source, line, "error" if kept else "warning", f"{why}; {then}")
+
+
+# -- the firewall ---------------------------------------------------------------------------------
+def check_firewall(rep: _Report, texts: dict[str, str], nodes: Iterable[str],
+                   keep: frozenset[str]) -> None:
+    """Each server's rules, as the lab loads them, against what its daemons need."""
+    if UFW_SOURCE not in texts:
+        return
+    try:
+        rules = parse_ufw(texts[UFW_SOURCE])
+    except UfwError:
+        return  # reported by the render pass
+    for node in nodes:
+        mine, _ = lab_rules(rules, context(texts, node), keep)
+        for source, line, level, message in fwlint.check(texts, node, mine):
+            rep.add(source, line, level, message)
+
+
 # -- entry point ----------------------------------------------------------------------------------
+def _render(rep: _Report, texts: dict[str, str], profile: Profile, options: RenderOptions
+            ) -> dict[str, NodeConfig]:
+    """Render the set; a file the renderer refuses is one error and a stand-in, then again."""
+    for _ in range(len(STAND_INS) + 1):
+        try:
+            return render_pair(SeedConfig(texts), profile, LINT_SECRETS, options)
+        except RenderError as exc:
+            rep.error(exc.file, exc.line, f"cannot render: {exc.problem}")
+            if exc.file not in STAND_INS:
+                return {}
+            stand_in = STAND_INS[exc.file]
+            if stand_in is None:
+                texts.pop(exc.file, None)
+            else:
+                texts[exc.file] = stand_in
+    return {}
+
+
 def lint(directory: Path, topology: Topology, profile: Profile | None = None,
          resource_dirs: Sequence[str] = RESOURCE_DIRS, run_dnsmasq: bool = True,
          options: RenderOptions | None = None) -> list[Problem]:
-    """All problems of the configuration set in `directory` (fixture layout, see SEED_FILES)."""
+    """All problems of the configuration set in `directory` (fixture layout, see SEED_FILES),
+    in one run."""
     rep = _Report(directory)
-    missing = [n for n in SEED_FILES
-               if not n.startswith("interfaces.") and not (directory / n).is_file()]
-    for name in missing:
-        rep.error(name, 0, "missing")
-    if missing:
-        return sorted(rep.problems)
-    seed = load_seed(directory)
-    try:
-        configs = render_pair(seed, profile or load_profile("seed"), LINT_SECRETS, options)
-    except RenderError as exc:
-        rep.error("", 0, f"cannot render: {exc}")
-        return sorted(rep.problems)
+    opts = options or RenderOptions()
+    prof = profile or load_profile("seed")
+    texts = dict(load_seed(directory).texts)
+    for name in SEED_FILES:
+        if not name.startswith("interfaces.") and name not in texts:
+            rep.error(name, 0, "missing")
+            texts[name] = STAND_INS.get(name) or ""
+    as_written = dict(texts)
+    configs = _render(rep, texts, prof, opts)  # `texts` now holds stand-ins where needed
+    rep.raw = True
+    check_typography(rep, as_written)
+    check_findings(rep, texts, prof, opts.keep_findings)
+    rep.raw = False
     if not configs:
-        rep.error("ha.cf", 1, "no `node` line")
-        return sorted(rep.problems)
+        if not list(_ha_nodes(texts.get("ha.cf", ""))):
+            rep.error("ha.cf", 1, "no `node` line")
+        return rep.problems
     cfg = next(iter(configs.values()))  # the shared files are the same on both nodes
     mounts = check_heartbeat(rep, cfg, topology, resource_dirs)
     check_drbd(rep, cfg, topology, configs)
     check_dnsmasq(rep, cfg, mounts, run_dnsmasq)
     check_secrets(rep, directory, configs.values())
-    return sorted(set(rep.problems))
+    check_firewall(rep, texts, configs, opts.keep_findings)
+    return rep.problems
+
+
+def _ha_nodes(ha_cf: str) -> Iterable[str]:
+    for line in ha_cf.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words and words[0] == "node":
+            yield from words[1:]
 
 
 def has_errors(problems: Iterable[Problem]) -> bool:

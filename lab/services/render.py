@@ -21,6 +21,8 @@ from lab.services.agents import (
     render_ipv6addr_wrapper,
 )
 from lab.services.changes import Change, unique
+from lab.services.firewall import RULESET_PATH, UFW_SOURCE, UfwError
+from lab.services.firewall import render as render_firewall
 from lab.services.profiles import Profile
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "seed"
@@ -37,6 +39,8 @@ SEED_FILES = (
     "default-dnsmasq",
     "default-ddclient",
 )
+# Files a set may lack: without `ufw` (the seed's `ufw allow` lines) a server has no firewall.
+OPTIONAL_FILES = (UFW_SOURCE,)
 
 # The ISP's IPv6 prefix in the seed and the documentation prefix the lab uses instead: the seed's
 # /48 is kept apart from the /64s it holds (13c2 and 234c), host parts kept.
@@ -57,7 +61,14 @@ DDNS_PASSWORD_PLACEHOLDER = "YOUR_PASSWORD_SUPPLIED_BY_NAMECHEAP"
 
 
 class RenderError(ValueError):
-    """The seed's files are not as the renderer expects (a placeholder or a line is missing)."""
+    """The seed's files are not as the renderer expects (a placeholder or a line is missing).
+
+    `file` names the set's file (`default-dnsmasq`, ...) and `line` its line (0: the whole
+    file), so the lint can report it as one problem among others and go on."""
+
+    def __init__(self, problem: str, file: str = "", line: int = 0) -> None:
+        super().__init__(f"{file}:{line}: {problem}" if file else problem)
+        self.problem, self.file, self.line = problem, file, line
 
 
 @dataclass(frozen=True)
@@ -117,8 +128,9 @@ class SeedConfig:
 
 
 def load_seed(directory: Path = SEED_DIR) -> SeedConfig:
-    """Read the seed's fixture files (`interfaces.*` for any node name found)."""
-    names = set(SEED_FILES) | {p.name for p in directory.glob("interfaces.*")}
+    """Read the seed's fixture files (`interfaces.*` for any node name found, `ufw` if there)."""
+    names = set(SEED_FILES) | set(OPTIONAL_FILES) | {
+        p.name for p in directory.glob("interfaces.*")}
     return SeedConfig({n: (directory / n).read_text() for n in sorted(names)
                        if (directory / n).is_file()}, str(directory))
 
@@ -340,7 +352,10 @@ def render_default_dnsmasq(seed: str, node: str) -> tuple[str, list[Change]]:
         else:
             out.lines.append(line)
     if not found:
-        raise RenderError('default-dnsmasq: no DNSMASQ_OPTS="..." line')
+        where = next((no for no, text in enumerate(seed.splitlines(), 1)
+                      if text.lstrip().startswith("DNSMASQ_OPTS")), 0)
+        raise RenderError('no DNSMASQ_OPTS="..." line (a double-quoted value on one line)',
+                          "default-dnsmasq", where)
     return out.text(), out.changes
 
 
@@ -416,6 +431,12 @@ def render_node(seed: SeedConfig, profile: Profile, secrets: Secrets, node: str,
         render_ddclient_conf(seed["ddclient.conf"], secrets, opts.ca_path), 0o600)
     add(f"{DNSMASQ_DIR}/dnsmasq.conf", render_dnsmasq_conf(seed["dnsmasq.conf"], profile, keep))
     add(f"{DNSMASQ_DIR}/banner_add_hosts", render_banner_add_hosts(seed["banner_add_hosts"]))
+    try:
+        firewall = render_firewall(seed.texts, node, keep)
+    except UfwError as exc:
+        raise RenderError(exc.problem, exc.file, exc.line) from None
+    if firewall is not None:
+        add(RULESET_PATH, firewall, 0o600)
     interfaces = seed.texts.get(f"interfaces.{node}")
     if interfaces is not None:  # reference only; a set for other hostnames may lack it
         files.append(RenderedFile("/etc/network/interfaces", interfaces))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.node import NodeError
-from lab.services import dhclient, disk, health, heartbeat, registrar, resolver, router
+from lab.services import dhclient, disk, firewall, health, heartbeat, registrar, resolver, router
 from lab.services.agents import IPV6ADDR_VARIANTS
 from lab.services.haconf import parse_haresources
 from lab.services.lint import lint
@@ -203,6 +203,8 @@ class SeedStack(Stack):
         spawn(node, [sys.executable, "-m", "lab.services.syslogd", "/dev/log", SYSLOG_LOG],
               "/var/log/syslogd.out")
         node.wait_until_succeeds("test -S /dev/log", timeout=10)
+        if node.path(firewall.RULESET_PATH).exists():  # the seed's ufw, up before any daemon
+            firewall.apply(node)
         heartbeat.prepare_runtime(node)
         if self.disk_mode != "replicated":
             heartbeat.start(node)
@@ -254,6 +256,7 @@ class SeedStack(Stack):
         mounts: dict[str, list[str]] = {}
         views: dict[str, Any] = {}
         drbd: dict[str, Any] = {}
+        fw: dict[str, Any] = {}
         for node in self.servers(lab):
             services[node.name] = {"heartbeat": False, "dnsmasq": False, "ddclient": False}
             mounts[node.name] = []
@@ -264,6 +267,7 @@ class SeedStack(Stack):
                 services[node.name] = service_states(node)
                 mounts[node.name] = srv_mounts(node)
                 views[node.name] = heartbeat.view(node)
+                fw[node.name] = firewall.summary(firewall.listing(node))
                 if self.disk_mode == "replicated":
                     drbd[node.name] = disk.status(node)
             except (NodeError, OSError) as exc:
@@ -280,6 +284,8 @@ class SeedStack(Stack):
         for addr, names in holders.items():
             vips[addr] = names[0] if len(names) == 1 else (",".join(names) if names else None)
         out: dict[str, Any] = {"drbd": drbd} if drbd else {}
+        if any(f["active"] for f in fw.values()):
+            out["firewall"] = fw
         return {**out, "vip": vips, "services": services, "mounts": mounts, "heartbeat": views,
                 "disk_mode": self.disk_mode, "keep_findings": sorted(self.keep_findings)}
 

@@ -94,7 +94,7 @@ def test_haresources_arguments_split_like_heartbeat() -> None:
 
 
 def test_keep_finding_reproduces_the_seed_as_printed() -> None:
-    cfg = pair(keep=frozenset({"F1", "F2", "F3", "F14"}))["lsvm1"]
+    cfg = pair(keep=frozenset({"F1", "F2", "F3", "F14", "F20", "F22"}))["lsvm1"]
     conf = cfg.file("/srv/drbd0/dnsmasq/dnsmasq.conf").content
     assert "addn-hosts=/media/drbd0/dnsmasq/banner_add_hosts" in conf
     assert "dhcp-option=tag: enp2s1,option:router" in conf
