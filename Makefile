@@ -15,9 +15,9 @@ RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 APT_PACKAGES := dnsmasq heartbeat drbd-utils ddclient isc-dhcp-client nftables iproute2 \
 	tcpdump fuse3 libfuse3-3 tini psmisc e2fsprogs util-linux procps iputils-ping \
 	iputils-arping kmod openssl ca-certificates tmux python3-venv \
-	libio-socket-ssl-perl
+	libio-socket-ssl-perl chromium
 
-.PHONY: help setup host-packages lab-up lab-down test soak bench lint clean
+.PHONY: help setup host-packages lab-up lab-down test soak bench lint clean nightly
 
 help:
 	@echo "make lab-up     install what is missing, bring the seed's pair up (LAB_NAME=$(LAB_NAME), PROFILE=$(PROFILE))"
@@ -25,6 +25,7 @@ help:
 	@echo "make test       install what is missing, run unit tests and scenarios (JUnit in results/)"
 	@echo "make soak N=10  the whole suite N times in a row -> results/soak.json, flaky tests first"
 	@echo "make bench      benchmarks -> bench/results.json"
+	@echo "make nightly    the scenarios in profile seed x3 against fixtures/slas.toml -> results/report.html"
 	@echo "make lint       ruff + mypy"
 
 setup: host-packages $(STAMP)
@@ -61,6 +62,18 @@ test: setup
 
 soak: setup
 	$(BIN)/python -m lab.soak --runs $(or $(N),10) -- $(PYTEST_ARGS)
+
+# The nightly: every scenario 3 times in the seed's own timing, judged against the SLAs, then
+# the history as a page. Fails on any SLA breach (pytest) or regression (lab report --check);
+# the report is written either way.
+NIGHTLY_ID := nightly-$(RUN_ID)
+nightly: setup
+	@mkdir -p results/$(NIGHTLY_ID)
+	HAPAIR_RUN_ID=$(NIGHTLY_ID) $(BIN)/python -m pytest -n 2 --lab-profile seed --repeat 3 \
+	  scenarios/ --sla fixtures/slas.toml --junitxml=results/$(NIGHTLY_ID)/junit.xml \
+	  $(PYTEST_ARGS); tests=$$?; \
+	$(BIN)/lab report --check --out results/report.html; report=$$?; \
+	exit $$(( tests != 0 ? tests : report ))
 
 bench: setup
 	$(BIN)/python -m lab.bench --out bench/results.json

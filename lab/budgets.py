@@ -23,21 +23,41 @@ MARGIN_S = 4.0
 def detection_s(lab: Any) -> float:
     """When the survivor can act: heartbeat's deadtime, or DRBD's ping-int if that is later
     (drbddisk retries for ~6 s, finding F12)."""
-    profile = lab.stack.profile
-    deadtime = profile.deadtime_ms / 1000
-    ping_int = float(profile.ping_int_s or DRBD_DEFAULT_PING_INT_S)
-    return float(max(deadtime, min(ping_int, deadtime + 6.0)))
+    return profile_detection_s(lab.stack.profile)
 
 
 def takeover_budget_s(lab: Any, ipv6_vips: int | None = None) -> float:
     """Upper bound for a hard failover's takeover in this lab's profile (see module doc)."""
     if ipv6_vips is None:
-        ipv6_vips = sum(1 for v in lab.topology.vips if v.address.version == 6)
-    return detection_s(lab) + ipv6_vips * STOCK_IPV6ADDR_S + RESOURCE_CHAIN_S + MARGIN_S
+        ipv6_vips = ipv6_vip_count(lab.topology)
+    return profile_takeover_budget_s(lab.stack.profile, ipv6_vips)
 
 
 def failback_budget_s(lab: Any) -> float:
     """Upper bound for the outage of an orderly hand-back (auto_failback): the old holder
     releases, the preferred node starts the whole group, IPv6addr included."""
-    ipv6 = sum(1 for v in lab.topology.vips if v.address.version == 6)
-    return ipv6 * STOCK_IPV6ADDR_S + 2 * RESOURCE_CHAIN_S + MARGIN_S
+    return handover_budget_s(ipv6_vip_count(lab.topology))
+
+
+# -- the same budgets from a profile and a topology, without a lab (SLA files, reports) ----
+def ipv6_vip_count(topology: Any) -> int:
+    return sum(1 for v in topology.vips if v.address.version == 6)
+
+
+def profile_detection_s(profile: Any) -> float:
+    """:func:`detection_s` for a :class:`lab.services.profiles.Profile`."""
+    deadtime = profile.deadtime_ms / 1000
+    ping_int = float(profile.ping_int_s or DRBD_DEFAULT_PING_INT_S)
+    return float(max(deadtime, min(ping_int, deadtime + 6.0)))
+
+
+def profile_takeover_budget_s(profile: Any, ipv6_vips: int) -> float:
+    """:func:`takeover_budget_s` for a profile and a number of IPv6 VIPs."""
+    return (profile_detection_s(profile) + ipv6_vips * STOCK_IPV6ADDR_S + RESOURCE_CHAIN_S
+            + MARGIN_S)
+
+
+def handover_budget_s(ipv6_vips: int) -> float:
+    """:func:`failback_budget_s` for a number of IPv6 VIPs: an orderly handover waits for no
+    timer, so no profile enters it."""
+    return ipv6_vips * STOCK_IPV6ADDR_S + 2 * RESOURCE_CHAIN_S + MARGIN_S

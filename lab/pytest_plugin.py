@@ -17,14 +17,25 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab import audits, rootns
+from lab import audits, history, rootns
 from lab.faults import Nemesis
 from lab.lab import Lab
+from lab.sla import (
+    Sla,
+    SlaError,
+    load_sla,
+    run_label,
+    scenario_names,
+    scenario_sources,
+)
+from lab.sla import judge as judge_sla
+from lab.sla import scenario_of as sla_scenario_of
 from lab.topology import Topology
 
 RESULTS = Path(os.environ.get("HAPAIR_RESULTS", "results"))
@@ -43,6 +54,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--scenario-timeout", type=float, default=900.0, metavar="S",
                     help="end a scenario still running after S seconds (its artifacts are "
                          "kept and its labs removed); 0 disables (default 900)")
+    group.addoption("--sla", default=None, metavar="FILE",
+                    help="judge every scenario with the `probes` fixture against this SLA "
+                         "file (default: fixtures/slas.toml when it exists)")
+    group.addoption("--history", default=None, metavar="FILE",
+                    help="append one record per scenario run to FILE (default: "
+                         "results/history.jsonl)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,6 +70,11 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         run_id = os.environ.get("HAPAIR_RUN_ID") or time.strftime("%Y%m%d-%H%M%S")
     config.hapair_run_id = run_id  # type: ignore[attr-defined]
+    config.stash[SLA_KEY] = _load_sla(config)
+    config.pluginmanager.register(SlaJudge(config.stash[SLA_KEY]), "hapair-sla")
+    if workerinput is None:
+        path = Path(config.getoption("--history") or RESULTS / "history.jsonl")
+        config.pluginmanager.register(HistoryWriter(path), "hapair-history")
 
 
 def pytest_configure_node(node: Any) -> None:
@@ -74,6 +96,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+    if report.when == "call" and RECORD_KEY in item.stash:
+        report.hapair_record = item.stash[RECORD_KEY]  # carried to the xdist controller
 
 
 def artifact_dir(request: pytest.FixtureRequest) -> Path:
@@ -237,12 +261,11 @@ def nemesis(request: pytest.FixtureRequest) -> Nemesis:
 
 
 @pytest.fixture
-def probes(request: pytest.FixtureRequest,
-           record_property: Callable[[str, object], None]) -> Iterator[Any]:
+def probes(request: pytest.FixtureRequest) -> Iterator[Any]:
     """DNS and DHCP probes on the test's lab. After the test: timeline.jsonl, metrics.json and
-    timeline.png in the test's artifact directory, and the metrics as JUnit properties."""
+    timeline.png in the test's artifact directory (the metrics, as JUnit properties and judged
+    against the SLA, are the call's: see pytest_runtest_call)."""
     from lab.probes.fixture import Probes
-    from lab.report import record_properties
 
     the_lab = _the_lab(request)
     seed = None
@@ -251,8 +274,7 @@ def probes(request: pytest.FixtureRequest,
     made = Probes(the_lab, artifact_dir(request).resolve() / "probes",
                   run_id=request.node.nodeid, seed=seed)
     yield made
-    metrics = made.write_artifacts(title=request.node.nodeid)
-    record_properties(record_property, metrics)
+    made.write_artifacts(title=request.node.nodeid)
 
 
 # -- a lab shared by one module's tests -----------------------------------------------------------
@@ -336,6 +358,135 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("hapair-lab: repeated scenarios")
     for line in rows:
         terminalreporter.write_line(line)
+
+
+# -- SLAs and the history ------------------------------------------------------------------------
+SLA_KEY = pytest.StashKey["Sla | None"]()
+RECORD_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def _load_sla(config: pytest.Config) -> Sla | None:
+    """The run's SLA file, checked against every scenario under scenarios/ and the paths
+    given (a name nothing defines is a typo); a bad file stops the run before any lab."""
+    given = config.getoption("--sla")
+    path = Path(given) if given else config.rootpath / "fixtures" / "slas.toml"
+    if not given and not path.exists():
+        return None
+    here = config.invocation_params.dir
+    sources = [config.rootpath / "scenarios", *(here / a.split("::")[0] for a in config.args)]
+    try:
+        return load_sla(path, scenarios=scenario_names(scenario_sources(sources)))
+    except SlaError as exc:
+        raise pytest.UsageError("the SLA file has problems:\n" + "\n".join(exc.problems)
+                                ) from exc
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    found = config.stash.get(SLA_KEY, None)
+    return None if found is None else (f"hapair-lab SLA: {found.source} "
+                                       f"({len(found.scenarios)} scenarios)")
+
+
+class SlaJudge:
+    """After a scenario with the `probes` fixture: its metrics become JUnit properties
+    (``hapair.<metric>``), are judged against the SLA for (scenario, profile)
+    (``hapair.sla.<metric>``: ok, or the breach), and the test fails with one line per
+    breach. A test that failed by itself keeps its own failure; its verdicts are still
+    recorded. Registered in every process that runs tests (xdist workers included)."""
+
+    def __init__(self, sla: Sla | None) -> None:
+        self.sla = sla
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        try:
+            result = yield
+        except BaseException:
+            self.judge(item, strict=False)
+            raise
+        broken = self.judge(item, strict=True)
+        if broken:
+            pytest.fail("\n".join(broken), pytrace=False)
+        return result
+
+    def judge(self, item: pytest.Item, strict: bool) -> list[str]:
+        """Record the run's metrics and verdicts; the breaches' lines. ``strict``: a run whose
+        metrics cannot be computed fails (otherwise the test's own failure is what counts)."""
+        from lab.report import record_properties
+
+        made = getattr(item, "funcargs", {}).get("probes")
+        if made is None or not hasattr(made, "metrics"):
+            return []
+        try:
+            metrics = made.metrics()
+        except Exception:
+            if strict:
+                raise
+            return []
+        record_properties(lambda name, value: item.user_properties.append((name, value)),
+                          metrics)
+        scenario = sla_scenario_of(getattr(item, "originalname", item.name))
+        profile = str(getattr(getattr(made, "lab", None), "profile", None)
+                      or item.config.getoption("--lab-profile"))
+        bounds = None if self.sla is None else self.sla.bounds(scenario, profile)
+        verdicts = None if bounds is None else judge_sla(metrics, bounds,
+                                                         run_label(scenario, profile))
+        for v in verdicts or []:
+            item.user_properties.append((f"hapair.sla.{v.bound.metric}",
+                                         "ok" if v.ok else f"breach: {v}"))
+        callspec = getattr(item, "callspec", None)
+        outdir = getattr(made, "outdir", None)
+        item.stash[RECORD_KEY] = history.make_record(
+            run_id=str(item.config.hapair_run_id),  # type: ignore[attr-defined]
+            test_id=item.nodeid, scenario=scenario, profile=profile,
+            metrics=metrics.to_dict(), verdicts=verdicts,
+            repetition=callspec.params.get("hapair_repeat") if callspec is not None else None,
+            timeline=str(Path(outdir) / "timeline.png") if outdir is not None else None)
+        return [str(v) for v in verdicts or [] if not v.ok]
+
+
+class HistoryWriter:
+    """Appends one history record per scenario run, from the one process that sees every
+    report (pytest itself, or the xdist controller), once the test's teardown (its audit
+    included) has said how it ended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.environment: dict[str, Any] | None = None
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.written = 0
+
+    def pytest_sessionstart(self) -> None:
+        self.environment = history.environment()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = self.pending.setdefault(report.nodeid, {"outcome": "passed", "duration": 0.0,
+                                                        "start": report.start})
+        entry["duration"] += report.duration
+        if report.failed:
+            entry["outcome"] = "failed" if report.when == "call" else "error"
+        elif report.skipped and entry["outcome"] == "passed":
+            entry["outcome"] = "skipped"
+        record = getattr(report, "hapair_record", None)
+        if record is not None:
+            entry["record"] = record
+        if report.when != "teardown":
+            return
+        done = self.pending.pop(report.nodeid)
+        if "record" not in done:
+            return
+        if self.environment is None:
+            self.environment = history.environment()
+        started = datetime.fromtimestamp(done["start"], UTC)
+        history.append(self.path, history.complete(
+            done["record"], self.environment, done["outcome"],
+            started.isoformat(timespec="seconds"), done["duration"], self.path.parent))
+        self.written += 1
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.written:
+            terminalreporter.write_line(f"hapair-lab: {self.written} scenario record(s) "
+                                        f"appended to {self.path}")
 
 
 # -- the watchdog ---------------------------------------------------------------------------------

@@ -23,7 +23,10 @@ DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "fixtures" / "topology.
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    """Exit 0 when clean (warnings allowed), 1 on errors, 2 on bad input."""
+    """Exit 0 when clean (warnings allowed), 1 on errors, 2 on bad input (an SLA file given
+    with --sla that has problems is bad input: every problem is printed, nothing else runs)."""
+    if args.sla is not None and not _sla_ok(Path(args.sla)):
+        return 2
     try:
         topology = load_topology(args.topology)
         profile = load_profile(args.profile)
@@ -41,6 +44,22 @@ def cmd_lint(args: argparse.Namespace) -> int:
     errors = sum(p.level == "error" for p in problems)
     print(f"{directory}: {errors} error(s), {len(problems) - errors} warning(s)", file=sys.stderr)
     return 1 if has_errors(problems) else 0
+
+
+def _sla_ok(path: Path) -> bool:
+    """Check an SLA file against the scenarios under scenarios/ and the profiles."""
+    from lab.sla import SCENARIOS_DIR, SlaError, load_sla, scenario_names, scenario_sources
+
+    try:
+        found = load_sla(path, scenarios=scenario_names(scenario_sources([SCENARIOS_DIR])))
+    except (SlaError, ProfileError) as exc:
+        for problem in getattr(exc, "problems", [str(exc)]):
+            print(problem, file=sys.stderr)
+        return False
+    bounds = sum(len(s.shared) + sum(map(len, s.by_profile.values()))
+                 for s in found.scenarios.values())
+    print(f"{path}: {len(found.scenarios)} scenarios, {bounds} bounds, ok", file=sys.stderr)
+    return True
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
@@ -63,6 +82,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--profile", default="seed")
     p.add_argument("--keep-finding", action="append", default=[], metavar="ID",
                    help="lint without the renderer's workaround for this finding")
+    p.add_argument("--sla", metavar="FILE", default=None,
+                   help="check this SLA file first (e.g. fixtures/slas.toml): exit 2 with "
+                        "its problems")
     p.set_defaults(handler=cmd_lint)
     p = subparsers.add_parser("changes", help="what the lab changes in the seed (markdown)")
     p.add_argument("dir", nargs="?", default=str(SEED_DIR))
