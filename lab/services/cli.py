@@ -1,4 +1,4 @@
-"""Subcommands of `lab` owned by the services layer: `lint`, `changes`, `findings`.
+"""Subcommands of `lab` owned by the services layer: `lint`, `changes`, `findings`, `fw`.
 
 Why here: the lead's `lab/cli.py` imports `register()` from this module when it exists, so the
 services layer adds its commands without editing the main CLI.
@@ -23,7 +23,8 @@ DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "fixtures" / "topology.
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    """Exit 0 when clean (warnings allowed), 1 on errors, 2 on bad input (an SLA file given
+    """Exit 0 when clean or warnings only (each warning is something the lab works around or
+    that is harmless here), 2 on any error or bad input, as `lab up` refuses it (an SLA file given
     with --sla that has problems is bad input: every problem is printed, nothing else runs)."""
     if args.sla is not None and not _sla_ok(Path(args.sla)):
         return 2
@@ -43,7 +44,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
         print(p)
     errors = sum(p.level == "error" for p in problems)
     print(f"{directory}: {errors} error(s), {len(problems) - errors} warning(s)", file=sys.stderr)
-    return 1 if has_errors(problems) else 0
+    return 2 if has_errors(problems) else 0
 
 
 def _sla_ok(path: Path) -> bool:
@@ -69,13 +70,40 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fw(args: argparse.Namespace) -> int:
+    """Print a server's active firewall rules with their counters (inside its own netns)."""
+    from rich.console import Console
+
+    from lab.lab import Lab, resolve_lab_name
+    from lab.services import firewall
+
+    lab = Lab.attach(resolve_lab_name(args.name))
+    if args.node not in lab.nodes:
+        print(f"lab: lab {lab.name} has no node {args.node!r}", file=sys.stderr)
+        return 2
+    node = lab[args.node]
+    if node.state != "running":
+        print(f"lab: {node.name} is {node.state}", file=sys.stderr)
+        return 1
+    text = firewall.listing(node)
+    if not text:
+        print(f"lab: {node.name} has no `inet {firewall.TABLE}` table (the seed's firewall runs "
+              "on its servers only)", file=sys.stderr)
+        return 1
+    if args.raw:
+        sys.stdout.write(text)
+    else:
+        Console().print(firewall.table(node.name, firewall.counters(text)))
+    return 0
+
+
 def cmd_findings(_args: argparse.Namespace) -> int:
     sys.stdout.write(markdown_list())
     return 0
 
 
 def register(subparsers: Any) -> None:
-    """Add `lint`, `changes` and `findings` to the `lab` command's subparsers."""
+    """Add `lint`, `changes`, `fw` and `findings` to the `lab` command's subparsers."""
     p = subparsers.add_parser("lint", help="check a configuration set before anything starts")
     p.add_argument("dir", nargs="?", default=str(SEED_DIR), help="fixture-layout directory")
     p.add_argument("--topology", default=str(DEFAULT_TOPOLOGY))
@@ -90,5 +118,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("dir", nargs="?", default=str(SEED_DIR))
     p.add_argument("--profile", default="seed")
     p.set_defaults(handler=cmd_changes)
+    p = subparsers.add_parser("fw", help="a server's firewall rules and their counters")
+    p.add_argument("node")
+    p.add_argument("--name", help="which lab (default: $LAB_NAME, or the only one up)")
+    p.add_argument("--raw", action="store_true", help="nft's own listing")
+    p.set_defaults(handler=cmd_fw)
     p = subparsers.add_parser("findings", help="what misbehaves in the seed (markdown)")
     p.set_defaults(handler=cmd_findings)
