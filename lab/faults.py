@@ -7,6 +7,12 @@ rules of the bridge family inside the lab's switch namespace, so they hit the wi
 nodes -- a frozen node is partitioned just as well, and nothing inside a node can see the rules.
 Those log ``fault.start``/``fault.end`` events themselves. Every fault is bounded: leaving the
 ``with`` block (normally or by an exception) repairs it.
+
+Service and disk faults (a daemon SIGKILLed, I/O errors under the replicated disk) act inside
+one node, on processes found in that node's own cgroup. Each network, service and disk fault
+also has a ``start_*`` half returning its fault id and a ``stop(fault_id)`` that another process
+can call (`lab partition ...` now, `lab heal ID` later): the lab's event log, not this object,
+is the record of what is in force, so ``open_faults()`` and ``heal_all()`` work from any process.
 """
 
 from __future__ import annotations
