@@ -143,9 +143,8 @@ def compare_run(runs: Sequence[Run], metric: str, scenario: str, profile: str,
     baseline = statistics.median(base_values) if base_values else None
     used = sum(1 for r in same if r.values(metric))
     if baseline is None or used < min_runs:
-        return Comparison(scenario, profile, metric, latest.run_id, value, baseline, used, None,
-                          "unmeasured" if value is None and baseline is not None
-                          else "no-baseline")
+        return Comparison(scenario, profile, metric, latest.run_id, value, None, used, None,
+                          "no-baseline")
     tol = tolerance(metric)
     allowed = tol.allowed(baseline)
     if value is None:

@@ -76,7 +76,9 @@ def _latest_sla(run: Run, metric: str) -> tuple[str, str, bool | None]:
     entries = [e for r in run.records if (e := (r.get("sla") or {}).get(metric))]
     if not entries:
         return "", "", None
-    return str(entries[-1]["bound"]), str(entries[-1]["source"]), all(e["ok"] for e in entries)
+    # "in 3..20" / "is null": how the first records of schema 1 wrote a band and null
+    bound = str(entries[-1]["bound"]).removeprefix("in ").removeprefix("is ")
+    return bound, str(entries[-1]["source"]), all(e["ok"] for e in entries)
 
 
 def _latest_text(run: Run, metric: str) -> str:
@@ -202,6 +204,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; }
+tr.first td { border-top: 2px solid #999; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .bad { color: #b00020; font-weight: bold; }
 .good { color: #1b7f3a; }
@@ -221,8 +224,11 @@ def _table(summary: Summary) -> str:
     head = ("<tr><th>scenario</th><th>profile</th><th>metric</th><th>SLA</th><th>latest</th>"
             "<th>trend (vs baseline median)</th><th>verdict</th></tr>")
     lines = [f'<table id="summary">{head}']
+    previous = None
     for row in summary.rows:
         c = row.comparison
+        first = " first" if (row.scenario, row.profile) != previous else ""
+        previous = (row.scenario, row.profile)
         trend = (f'<span class="{c.status}">{c.arrow} {fmt(c.baseline)}</span>'
                  if c.baseline is not None else f'<span class="none">{c.arrow} no baseline '
                  f"({c.baseline_runs} earlier runs with these versions)</span>")
@@ -230,7 +236,7 @@ def _table(summary: Summary) -> str:
         sla = (f'<span title="{_e(row.sla_source)}">{_e(row.sla)}</span>' if row.sla else
                '<span class="none">-</span>')
         lines.append(
-            f'<tr class="metric-row"><td>{_e(row.scenario)}</td><td>{_e(row.profile)}</td>'
+            f'<tr class="metric-row{first}"><td>{_e(row.scenario)}</td><td>{_e(row.profile)}</td>'
             f"<td>{_e(row.metric)}</td><td>{sla}</td><td class=num>{_e(row.latest)}</td>"
             f'<td>{trend}</td><td class="{verdict_class}">{_e(row.verdict)}</td></tr>')
     lines.append("</table>")

@@ -99,7 +99,7 @@ class _Page(html.parser.HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "table" and a.get("id") == "summary":
             self._in_summary = True
-        elif tag == "tr" and self._in_summary and a.get("class") == "metric-row":
+        elif tag == "tr" and self._in_summary and "metric-row" in a.get("class", "").split():
             self.rows.append([])
         elif tag == "td" and self._in_summary and self.rows:
             self._cell = []
