@@ -374,7 +374,9 @@ class _Parser:
                 self.problem(f"{key}.interface",
                              f"{iface_name!r} must be an interface of every server")
                 continue
-            segment = segments[carriers[0].segment]
+            segment = segments.get(carriers[0].segment)
+            if segment is None:  # the interface's unknown segment is a problem of its own
+                continue
             net = segment.ipv4 if address.version == 4 else segment.ipv6
             if net is None or address not in net:
                 self.problem(key, f"{address} is not inside segment {segment.name} ({net})")

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 CURLY_QUOTES = "“”„"
+MAX_MINOR = 2**20 - 1  # DRBD's minor numbers (drbd.conf(5): device minor 0-1048575)
 
 # DRBD 8.4 defaults (drbd.conf(5), 8.4): times are in tenths of a second where DRBD says so.
 NET_DEFAULTS: Mapping[str, str] = MappingProxyType(
@@ -267,20 +268,26 @@ def _parse_address(value: str) -> tuple[str, int]:
     if len(parts) == 2 and parts[0] in ("ipv4", "ipv6"):
         value = parts[1]
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isascii() or not port.isdigit():
         raise ValueError(f"address {value!r} is not IP:PORT")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"address {value!r}: port {int(port)} is not 1-65535")
     return host.strip("[]"), int(port)
 
 
 def _parse_device(value: str) -> tuple[str, int]:
     parts = value.split()
     path = parts[0]
-    if len(parts) == 3 and parts[1] == "minor" and parts[2].isdigit():
-        return path, int(parts[2])
-    m = re.fullmatch(r"/dev/drbd(\d+)", path)
-    if m is None:
-        raise ValueError(f"device {value!r}: cannot tell the minor (use 'device PATH minor N')")
-    return path, int(m.group(1))
+    if len(parts) == 3 and parts[1] == "minor" and parts[2].isascii() and parts[2].isdigit():
+        minor = int(parts[2])
+    else:
+        m = re.fullmatch(r"/dev/drbd([0-9]+)", path)
+        if m is None:
+            raise ValueError(f"device {value!r}: cannot tell the minor (use 'device PATH minor N')")
+        minor = int(m.group(1))
+    if minor > MAX_MINOR:
+        raise ValueError(f"device {value!r}: minor {minor} is above DRBD's {MAX_MINOR}")
+    return path, minor
 
 
 def _parse_resource(p: _Parser, common: Mapping[str, Mapping[str, str]]) -> Resource:

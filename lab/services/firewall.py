@@ -272,7 +272,7 @@ def context(texts: Mapping[str, str], node: str) -> Context:
         if words[0] == "ucast" and len(words) == 3 and (ip := _ip(words[2])):
             if ip not in own and ip not in peers:
                 peers.append(ip)
-        elif words[0] == "udpport" and len(words) > 1 and words[1].isdigit():
+        elif words[0] == "udpport" and len(words) > 1 and re.fullmatch(r"[0-9]{1,5}", words[1]):
             port = int(words[1])
     return Context(node, frozenset(own), tuple(peers), port, serves_dhcpv6(
         texts.get("dnsmasq.conf", "")))

@@ -48,13 +48,13 @@ from lab.services.render import (
     AUTHKEY_PLACEHOLDER,
     DDNS_PASSWORD_PLACEHOLDER,
     DRBD_SECRET_PLACEHOLDER,
+    OPTIONAL_FILES,
     SEED_FILES,
     NodeConfig,
     RenderError,
     RenderOptions,
     Secrets,
     SeedConfig,
-    load_seed,
     render_pair,
 )
 from lab.topology import Topology
@@ -332,7 +332,7 @@ def check_secrets(rep: _Report, directory: Path, configs: Iterable[NodeConfig]) 
         if not path.exists():
             continue
         mode = stat.S_IMODE(path.stat().st_mode)
-        if placeholder not in path.read_text() and mode & ~widest:
+        if placeholder.encode() not in path.read_bytes() and mode & ~widest:
             rep.error(src, 1, f"holds a secret but is mode {mode:o} (at most {widest:o})")
 
 
@@ -410,6 +410,27 @@ def check_firewall(rep: _Report, texts: dict[str, str], nodes: Iterable[str],
 
 
 # -- entry point ----------------------------------------------------------------------------------
+def read_set(rep: _Report, directory: Path) -> dict[str, str]:
+    """The set's files as text; a file that is not UTF-8 is one error at its first bad byte and
+    is read with that byte replaced, so the rest of it is still checked."""
+    texts: dict[str, str] = {}
+    names = set(SEED_FILES) | set(OPTIONAL_FILES) | {p.name for p in directory.glob("interfaces.*")}
+    for name in sorted(names):
+        path = directory / name
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        try:
+            texts[name] = data.decode()
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            rep.error(name, line, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
+                      f"{column}): an editor or a paste mangled it")
+            texts[name] = data.decode(errors="replace")
+    return texts
+
+
 def _render(rep: _Report, texts: dict[str, str], profile: Profile, options: RenderOptions
             ) -> dict[str, NodeConfig]:
     """Render the set; a file the renderer refuses is one error and a stand-in, then again."""
@@ -436,7 +457,9 @@ def lint(directory: Path, topology: Topology, profile: Profile | None = None,
     rep = _Report(directory)
     opts = options or RenderOptions()
     prof = profile or load_profile("seed")
-    texts = dict(load_seed(directory).texts)
+    rep.raw = True
+    texts = read_set(rep, directory)
+    rep.raw = False
     for name in SEED_FILES:
         if not name.startswith("interfaces.") and name not in texts:
             rep.error(name, 0, "missing")

@@ -13,6 +13,8 @@ from typing import Any
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "profiles.toml"
 HEARTBEAT_DEFAULT_KEEPALIVE_MS = 2000
+# heartbeat and DRBD keep these in C ints: a larger value would wrap in the daemon
+MAX_VALUE = 2**31 - 1
 
 
 class ProfileError(ValueError):
@@ -62,6 +64,8 @@ def _field(src: str, table: dict[str, Any], section: str, key: str, kind: type) 
         raise ProfileError(f"{where}: expected true or false, got {value!r}")
     if kind is int and value < 0:
         raise ProfileError(f"{where}: must not be negative, got {value}")
+    if kind is int and value > MAX_VALUE:
+        raise ProfileError(f"{where}: must be at most {MAX_VALUE}, got {value}")
     return value
 
 
