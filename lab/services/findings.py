@@ -32,8 +32,9 @@ FINDINGS: tuple[Finding, ...] = (
         what_happens="dnsmasq starts anyway, logs `failed to load names from "
         "/media/drbd0/dnsmasq/banner_add_hosts`, and every static name (rtbr1, lsvm1, lsvm2, "
         "linuxserver) is NXDOMAIN: `local=/internal.thesteins.org/` keeps the miss local",
-        evidence="HAPAIR_KEEP_FINDINGS=F1 lab up; lab exec c1 -- getent hosts "
-        "lsvm1.internal.thesteins.org; lab exec lsvm2 -- grep 'failed to load' /var/log/syslog",
+        evidence="HAPAIR_KEEP_FINDINGS=F1 lab up; lab exec c1 -- dig @192.168.1.4 "
+        "lsvm1.internal.thesteins.org (status: NXDOMAIN); lab exec lsvm2 -- grep 'failed to "
+        "load' /var/log/syslog",
         fixed_by_lab=True,
     ),
     Finding(
@@ -69,7 +70,7 @@ FINDINGS: tuple[Finding, ...] = (
         "…c0a8:104 is the haresources IPv6 VIP (192.168.1.4 mapped), i.e. linuxserver",
         what_happens="AAAA rtbr1.internal.thesteins.org answers the DNS servers' VIP, and the "
         "VIP's reverse name is rtbr1: IPv6 traffic meant for the router goes to the active lsvm",
-        evidence="lab exec c1 -- getent ahostsv6 rtbr1.internal.thesteins.org",
+        evidence="lab exec c1 -- dig +short @192.168.1.4 AAAA rtbr1.internal.thesteins.org",
         fixed_by_lab=False,
     ),
     Finding(
@@ -222,10 +223,11 @@ FINDINGS = (*FINDINGS, Finding(
     "(`cl_status`: `Heartbeat is stopped on this machine`), so the preferred node never "
     "serves and auto_failback never happens. Worse: when lsvm1 then loses power, lsvm2 logs "
     "`mach_down takeover complete for node lsvm1` but starts nothing — no VIP, no dnsmasq, for "
-    "as long as anyone looked (75 s in the seed profile). The lab renders lsvm1's copy of the "
-    "rule with the peer's address, 192.168.1.7",
-    evidence="pytest scenarios/test_firewall.py -k F20; or: lab up --keep-finding F20 (never "
-    "ready); lab exec lsvm1 -- cl_status nodestatus lsvm2; lab fw lsvm1",
+    "as long as anyone looked (75 s by hand in the seed profile; the scenario watches 3 "
+    "deadtimes + 10 s in each profile). The lab renders lsvm1's copy of the rule with the "
+    "peer's address, 192.168.1.7",
+    evidence="pytest scenarios/test_firewall.py -k F20 --lab-profile seed (the kept case boots "
+    "without waiting for a ready pair); on a lab up: lab fw lsvm1 (the 694 rule's counter)",
     fixed_by_lab=True,
 ), Finding(
     id="F21",

@@ -299,9 +299,9 @@ def render(texts: Mapping[str, str], node: str, keep: frozenset[str]
         return None
     rules, changes = lab_rules(parse_ufw(text), context(texts, node), keep)
     changes.insert(0, Change(
-        RULESET_PATH, "ufw", "ufw enabled, with the `ufw allow` lines typed on each host",
-        "the same rules in ufw's stock chains as one nftables table (`inet ufw`), loaded at "
-        "boot", "a node has no ufw service or iptables state; `nft` runs in its own network "
+        RULESET_PATH, "ufw", "(ufw enabled, with the `ufw allow` lines typed on each host)",
+        "(the same rules in ufw's stock chains as one nftables table `inet ufw`, loaded at "
+        "boot)", "a node has no ufw service or iptables state; `nft` runs in its own network "
         "namespace (`lab fw NODE` shows the rules and counters)"))
     return render_ruleset(rules, node), changes
 
