@@ -10,6 +10,7 @@ The claims the messages make about each reader are checked against the real prog
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -241,6 +242,7 @@ def test_ddclients_parser_keeps_the_typographic_quote_in_the_password(
     assert "ended with an unterminated quote" in out.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a scratch network namespace")
 def test_dnsmasq_reads_no_name_from_the_pasted_hosts_file(
         pasted: tuple[Path, dict[int, tuple[str, int]]]) -> None:
     dnsmasq = _need("dnsmasq")
