@@ -58,10 +58,10 @@ lab-down: setup
 
 test: setup
 	@mkdir -p results/$(RUN_ID)
-	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS)
+	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS)
 
 soak: setup
-	$(BIN)/python -m lab.soak --runs $(or $(N),10) -- $(PYTEST_ARGS)
+	$(BIN)/python -m lab.soak --runs $(or $(N),10) -- --lab-pool 1 $(PYTEST_ARGS)
 
 # The nightly: every scenario 3 times in the seed's own timing, judged against the SLAs, then
 # the history as a page. Fails on any SLA breach (pytest) or regression (lab report --check);
@@ -69,7 +69,7 @@ soak: setup
 NIGHTLY_ID := nightly-$(RUN_ID)
 nightly: setup
 	@mkdir -p results/$(NIGHTLY_ID)
-	HAPAIR_RUN_ID=$(NIGHTLY_ID) $(BIN)/python -m pytest -n 2 --lab-profile seed --repeat 3 \
+	HAPAIR_RUN_ID=$(NIGHTLY_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 --lab-profile seed --repeat 3 \
 	  scenarios/ --sla fixtures/slas.toml --junitxml=results/$(NIGHTLY_ID)/junit.xml \
 	  $(PYTEST_ARGS); tests=$$?; \
 	$(BIN)/lab report --check --out results/report.html; report=$$?; \

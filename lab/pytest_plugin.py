@@ -26,6 +26,7 @@ import pytest
 from lab import audits, history, rootns
 from lab.faults import Nemesis
 from lab.lab import Lab
+from lab.pool import Key, LabPool, key_of
 from lab.sla import (
     Sla,
     SlaError,
@@ -48,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="timing profile of the labs tests bring up (default: fast)")
     group.addoption("--keep-labs", action="store_true",
                     help="leave failed tests' labs up for inspection (`lab down --all` later)")
+    group.addoption("--lab-pool", type=int, default=0, metavar="N",
+                    help="keep N labs booting ahead for the next scenario on each worker, so "
+                         "its setup is a hand-over, not a boot (0: off, the default)")
     group.addoption("--repeat", type=int, default=1, metavar="N",
                     help="run each lab scenario N times; the summary gives pass counts and "
                          "each metric's spread")
@@ -130,6 +134,53 @@ def save_lab_logs(lab: Lab, dest: Path) -> None:
 LabFactory = Callable[..., Lab]
 
 
+def new_lab_name() -> str:
+    """A lab name no other pytest process uses (its PID) and unique within this one."""
+    return f"t{os.getpid()}-{next(_counter)}"
+
+
+# -- warm labs (lab.pool) ------------------------------------------------------------------------
+def predicted_key(item: pytest.Item | None) -> Key | None:
+    """The kind of lab `item` will ask its `lab`/`seed_lab` fixture for (None: no pooled kind)."""
+    if item is None:
+        return None
+    names = set(getattr(item, "fixturenames", ()))
+    marker = item.get_closest_marker("stack")
+    if "seed_lab" in names:
+        stack = "seed"
+    elif "lab" in names:
+        stack = str(marker.args[0]) if marker and marker.args else "none"
+    else:
+        return None
+    options = dict(marker.kwargs) if marker else {}
+    profile = options.pop("profile", item.config.getoption("--lab-profile"))
+    return key_of(str(profile), stack, options)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Remember which test comes next on this worker: the pool boots its lab meanwhile."""
+    item.config.hapair_next_item = nextitem  # type: ignore[attr-defined]
+    yield
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    size = session.config.getoption("--lab-pool")
+    if size > 0 and os.geteuid() == 0:
+        run_dir = RESULTS / str(session.config.hapair_run_id)  # type: ignore[attr-defined]
+        session.config.hapair_pool = LabPool(  # type: ignore[attr-defined]
+            size, run_dir / "pool", new_lab_name)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    pool: LabPool | None = getattr(session.config, "hapair_pool", None)
+    if pool is not None:
+        pool.close()
+        if pool.handed or pool.missed:
+            print(f"\nhapair-lab pool: {pool.handed} lab(s) handed over warm, "
+                  f"{pool.missed} booted in the test's own setup")
+
+
 @pytest.fixture
 def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
     """Make labs on demand (`lab_factory(stack="seed")`); all are removed after the test, and
@@ -145,14 +196,19 @@ def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
 
     def make(topology: Topology | None = None, profile: str | None = None,
              stack: str = "none", up: bool = True, **stack_options: Any) -> Lab:
-        name = f"t{os.getpid()}-{next(_counter)}"
-        lab = Lab.create(name, topology, profile=profile or request.config.getoption(
-            "--lab-profile"), stack=stack, **stack_options)
+        profile = profile or request.config.getoption("--lab-profile")
+        pool: LabPool | None = getattr(request.config, "hapair_pool", None)
+        warm = None
+        if pool is not None and up and topology is None:
+            warm = pool.take(key_of(profile, stack, stack_options))
+            pool.prepare(predicted_key(getattr(request.config, "hapair_next_item", None)))
+        lab = warm or Lab.create(new_lab_name(), topology, profile=profile, stack=stack,
+                                 **stack_options)
         made.append(lab)
         if own_timeline:
-            recorders[name] = Probes(lab, artifact_dir(request) / name,
-                                     run_id=request.node.nodeid)
-        if up:
+            recorders[lab.name] = Probes(lab, artifact_dir(request) / lab.name,
+                                         run_id=request.node.nodeid)
+        if up and warm is None:
             lab.up()
         return lab
 
