@@ -38,6 +38,7 @@ from lab.sla import (
 from lab.sla import judge as judge_sla
 from lab.sla import scenario_of as sla_scenario_of
 from lab.topology import Topology
+from lab.wait import WaitTimeout, wait_for
 
 RESULTS = Path(os.environ.get("HAPAIR_RESULTS", "results"))
 _counter = itertools.count()
@@ -269,13 +270,18 @@ def _audit(lab: Lab, request: pytest.FixtureRequest, offsets: dict[str, int]) ->
     skip = list(marker.kwargs.get("skip", ())) if marker else []
     ignore = list(marker.kwargs.get("ignore", ())) if marker else []
     settle = float(marker.kwargs.get("settle", 60)) if marker else 60.0
-    deadline = time.monotonic() + settle
-    while True:
-        status = lab.status()
-        findings = audits.state_findings(status, skip)
-        if not findings or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    # the cluster may still be settling (a failback, a node rebooting itself): wait for it
+    status: dict[str, Any] = {}
+
+    def look() -> list[audits.Finding]:
+        status.clear()
+        status.update(lab.status())
+        return audits.state_findings(status, skip)
+    try:
+        findings = wait_for(look, until=lambda found: not found, timeout=settle,
+                            interval=0.5, max_interval=1.0, what="the audit's invariants")
+    except WaitTimeout as exc:
+        findings = list(exc.last) if isinstance(exc.last, list) else look()
     logs = audits.read_logs({n.name: n.dir / "fs" / "var" / "log" for n in lab}, offsets)
     explained = audits.evidence(findings, logs)
     if "logs" not in skip:

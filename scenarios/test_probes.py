@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -50,9 +49,9 @@ def colour_present(img: np.ndarray[Any, Any], hex_colour: str) -> bool:
 def test_steady_state(seed_lab: Lab, probes: Probes) -> None:
     holder = seed_lab.active().name
     with probes.dhcp(clients=20):
-        time.sleep(1.0)
+        probes.wait_bound()
         with probes.dns(rate_hz=20):
-            time.sleep(20)
+            probes.window(20)
     m = probes.write_artifacts(title="steady state")
     assert m.queries >= 0.9 * 20 * 20 * 2  # two VIPs on c1's segment at 20 Hz each, 20 s
     assert m.failed == 0, m.failed_by_kind
@@ -81,11 +80,6 @@ def dns_capture_on_vlan1(lab: Lab, cap: Path) -> Iterator[None]:
         stop_process(tcpdump)
 
 
-def answered_by(probes: Probes, node: str) -> bool:
-    return any(isinstance(r, DnsSample) and r.ok and r.node == node and r.server == VIP4
-               for p in probes.streams if p.exists() for r in read_jsonl(p))
-
-
 @pytest.mark.audit(skip=["drbd"])  # the crashed primary stays down: the survivor is alone
 def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probes) -> None:
     primary, survivor = seed_lab.active().name, seed_lab.standby().name
@@ -95,14 +89,13 @@ def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probe
     clock = ClockMap(sample_pair())
     with dns_capture_on_vlan1(seed_lab, cap), \
             probes.dns(rate_hz=50, clients=("c1",), os_mode=False, timeout_s=0.5):
-        time.sleep(2.0)
+        probes.window(2.0)
         seed_lab[primary].crash()
         # heartbeat takes the group in order: disk, IPv4 VIPs, IPv6 VIPs (the stock agent
         # blocks seconds per address), then dnsmasq -- wait for the survivor's answers
         with suppress(WaitTimeout):  # no takeover is reported below, with the log
-            wait_for(lambda: answered_by(probes, survivor), timeout=120,
-                     what=lambda: f"{survivor} answering on {VIP4}")
-        time.sleep(2.0)
+            probes.wait_served_by(survivor, vip=VIP4, timeout=120)
+        probes.window(2.0)
     tl = probes.timeline()
     m = probes.metrics(vip=VIP4)
     assert m.fault is not None
@@ -192,9 +185,9 @@ def take_vip(lab: Lab, node: str) -> None:
 
 def test_instrument_steady_state_on_bare_lab(bare_pair: Lab, bare_probes: Probes) -> None:
     with bare_probes.dhcp(clients=20):
-        time.sleep(1.0)
+        bare_probes.wait_bound()
         with bare_probes.dns(rate_hz=20, servers=[VIP4], os_mode=False):
-            time.sleep(20)
+            bare_probes.window(20)
     m = bare_probes.write_artifacts(title="steady state (bare lab)")
     assert m.queries >= 0.9 * 20 * 20 and m.failed == 0, m.failed_by_kind  # probe start-up
     assert m.answered_by[VIP4] == {"lsvm2": m.queries}
@@ -212,11 +205,11 @@ def test_instrument_takeover_agrees_with_capture_on_bare_lab(bare_pair: Lab,
     clock = ClockMap(sample_pair())
     with dns_capture_on_vlan1(lab, cap), \
             bare_probes.dns(rate_hz=50, servers=[VIP4], os_mode=False, timeout_s=0.5):
-        time.sleep(2.0)
+        bare_probes.window(2.0)
         lab["lsvm2"].crash()
-        time.sleep(1.0)  # "deadtime"
+        bare_probes.window(1.0)  # "deadtime"
         take_vip(lab, "lsvm1")
-        time.sleep(2.0)
+        bare_probes.window(2.0)
     tl = bare_probes.timeline()
     m = bare_probes.metrics(vip=VIP4)
     assert m.fault is not None and m.takeover_s is not None, m.to_dict()
@@ -255,18 +248,14 @@ def test_lab_watch_in_tmux_on_bare_lab(bare_pair: Lab) -> None:
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "45", cmd],
                    check=True)
     try:
-        deadline = time.monotonic() + 30
-        screen = ""
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                    capture_output=True, text=True).stdout
-            row = next((ln for ln in screen.splitlines() if "192.168.1.4" in ln
-                        and "%" in ln), "")
-            if "100.0%" in row and "lsvm2" in row:
-                break
-        else:
-            raise AssertionError(f"lab watch never showed 192.168.1.4 healthy:\n{screen}")
+        def vip_row(screen: str) -> str:
+            return next((ln for ln in screen.splitlines() if "192.168.1.4" in ln
+                         and "%" in ln), "")
+        screen = wait_for(lambda: subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+            text=True).stdout, until=lambda screen: "100.0%" in vip_row(screen) and "lsvm2"
+            in vip_row(screen), timeout=30, interval=1.0, max_interval=1.0,
+            what="lab watch to show 192.168.1.4 healthy, answered by lsvm2")
         assert "VIP holders" in screen and "lab " + bare_pair.name in screen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)

@@ -54,15 +54,17 @@ def probe_pid(popen: subprocess.Popen[Any]) -> int:
     """The probe's own PID: ``node.popen`` runs ``nsenter --pid``, which forks; signals must
     go to the child (nsenter does not forward SIGUSR1/SIGHUP)."""
     path = Path(f"/proc/{popen.pid}/task/{popen.pid}/children")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with contextlib.suppress(FileNotFoundError):
-            kids = path.read_text().split()
-            if kids:
-                return int(kids[0])
+
+    def child() -> list[str] | None:
+        """nsenter's children, or None once nsenter itself is gone (no child will come)."""
         if popen.poll() is not None:
-            break
-        time.sleep(0.01)
+            return None
+        return path.read_text().split()
+    with contextlib.suppress(WaitTimeout):
+        kids = wait_for(child, until=lambda k: k is None or bool(k), timeout=5,
+                        interval=0.005, errors=(FileNotFoundError,), what="the probe's PID")
+        if kids:
+            return int(kids[0])
     return popen.pid
 
 

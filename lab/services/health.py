@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lab.services import registrar
+from lab.wait import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
     from lab.lab import Lab
@@ -57,19 +58,21 @@ def readiness(lab: Lab, status: dict[str, Any] | None = None) -> dict[str, bool]
 
 
 def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.25) -> float:
-    """Wait until every readiness check holds; returns the seconds waited."""
+    """Wait until every readiness check holds; returns the seconds waited. On timeout the
+    error names the checks still failing and ends with the servers' heartbeat logs."""
     start = time.monotonic()
-    checks: dict[str, bool] = {}
-    while time.monotonic() - start < timeout:
-        checks = readiness(lab)
-        if checks and all(checks.values()):
-            return time.monotonic() - start
-        time.sleep(poll)
-    failing = [k for k, ok in checks.items() if not ok]
-    detail = ""
-    for node in lab:
-        if node.spec.role == "server" and node.state == "running":
-            _, tail = node.execute("tail -n 8 /var/log/ha-log", timeout=10)
-            detail += f"\n--- {node.name} ha-log ---\n{tail}"
-    raise TimeoutError(f"lab {lab.name} not ready after {timeout} s: {', '.join(failing)}"
-                       f"{detail}")
+    try:
+        wait_for(lambda: readiness(lab), until=lambda checks: bool(checks) and all(
+            checks.values()), timeout=timeout, interval=poll, max_interval=poll,
+            what=f"lab {lab.name} to be ready")
+    except WaitTimeout as exc:
+        checks = exc.last if isinstance(exc.last, dict) else {}
+        failing = [k for k, ok in checks.items() if not ok]
+        detail = ""
+        for node in lab:
+            if node.spec.role == "server" and node.state == "running":
+                _, tail = node.execute("tail -n 8 /var/log/ha-log", timeout=10)
+                detail += f"\n--- {node.name} ha-log ---\n{tail}"
+        raise TimeoutError(f"lab {lab.name} not ready after {timeout} s: {', '.join(failing)}"
+                           f"{detail}") from None
+    return time.monotonic() - start
