@@ -136,8 +136,10 @@ class Node:
     def start(self, settle: bool = True) -> None:
         """Power on: a fresh container, its cables plugged in, then the stack boots it.
 
-        With `settle`, return only once the kernel finished IPv6 duplicate address detection on
-        the node's link-local addresses (~1 s), as a booted machine would before it is "up".
+        With `settle`, the kernel makes the node's link-locals and runs duplicate address
+        detection on them, and this returns once it finished (~1 s), as a booting machine is
+        "up" only then; its peers' stale neighbour entries have retried meanwhile. Without, the
+        lab adds the same link-locals without DAD and nothing is awaited (lab/net.py).
         Refused while the node is up (running or frozen). Leftovers of a power-off that did not
         finish (a frozen cgroup, processes, switch ports) are cleared first, so a new PID 1 never
         lands in a frozen cgroup; if the machine fails to come up, it is left stopped."""
@@ -154,15 +156,29 @@ class Node:
             self.lab.stack.boot(self)
 
     def _power_on(self, settle: bool) -> None:
-        running = container.start(self.container_spec)
-        self._popen = running.popen
-        runtime = Runtime(running.unshare_pid, _ticks(running.unshare_pid), running.init_pid,
-                          _ticks(running.init_pid), time.monotonic())
-        self.lab.records.add("process", pid=runtime.unshare_pid, start=runtime.unshare_start,
+        self._finish_power_on(self._launch(), settle)
+
+    def _launch(self) -> container.Launch:
+        """Start the node's container without waiting for it: `Lab.up` starts every node's
+        side by side, then finishes each with `_finish_power_on`. The `unshare` is recorded
+        the instant it exists (it is in the node's cgroup already)."""
+        launch = container.launch(self.container_spec)
+        self._popen = launch.popen
+        self.lab.records.add("process", pid=launch.popen.pid, start=_ticks(launch.popen.pid),
                              what=f"unshare {self.name}")
+        return launch
+
+    def _finish_power_on(self, launch: container.Launch, settle: bool) -> None:
+        """Wait for the container's PID 1, save the runtime record, plug the cables in."""
+        running = launch.ready()
+        ready = time.monotonic()
+        runtime = Runtime(running.unshare_pid, _ticks(running.unshare_pid), running.init_pid,
+                          _ticks(running.init_pid), ready)
         self._save(runtime)
-        self.lab.fabric.wire(self.spec, running.init_pid, running.netns_path)
-        self.lab.log_event("node.start", node=self.name)
+        self.lab.fabric.wire(self.spec, running.init_pid, running.netns_path, quick=not settle)
+        self.lab.log_event("node.start", node=self.name,
+                           container_s=round(ready - launch.started_mono, 4),
+                           wire_s=round(time.monotonic() - ready, 4))
         if settle:
             self.wait_settled()
 
@@ -475,12 +491,5 @@ def _ticks(pid: int) -> int:
 
 
 def exited(ref: ProcessRef) -> bool:
-    """Whether the process has exited: gone, its PID reused, or a zombie (an orphan waits for
-    the host's init to reap it, which can take a second; it has exited all the same)."""
-    if not ref.alive():
-        return True
-    try:
-        stat = Path(f"/proc/{ref.pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    """Whether the process has exited (see `ProcessRef.exited`)."""
+    return ref.exited()

@@ -1,11 +1,13 @@
 """What a lab created, written down before it is created, so any lab can always be removed.
 
 Each lab owns one directory, ``$HAPAIR_LAB_ROOT/labs/<name>`` (default root
-``/var/lib/hapair-lab``). Its ``records.jsonl`` is an append-only journal: a record is fsync'ed
+``/var/lib/hapair-lab``). Its ``records.jsonl`` is an append-only journal: a record is written
 *before* the thing it names is made, so a `lab up` killed with SIGKILL at any instant leaves a
-journal that covers everything it made. Teardown trusts only these records and the lab's own
-cgroup subtree -- never process names -- so it cannot touch another lab or anything else on
-the machine.
+journal that covers everything it made. (Written, not fsync'ed: a write is in the kernel the
+moment it returns and survives its writer's SIGKILL; only a crash of the host itself could lose
+it, and that takes every process, namespace, cgroup and loop device of the lab with it.)
+Teardown trusts only these records and the lab's own cgroup subtree -- never process names --
+so it cannot touch another lab or anything else on the machine.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from lab import walk
-from lab.cgroup import DEFAULT_STATE_ROOT, Cgroup, hierarchy_root
+from lab.cgroup import DEFAULT_STATE_ROOT, Cgroup, hierarchy_root, kill_all
+from lab.wait import WaitTimeout, wait_for
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 
@@ -70,7 +73,18 @@ class ProcessRef:
         return cls(pid, start)
 
     def alive(self) -> bool:
+        """The recorded process still exists (a zombie, exited but not yet reaped, included)."""
         return process_start_ticks(self.pid) == self.start
+
+    def exited(self) -> bool:
+        """Whether the process has exited: gone, its PID reused, or a zombie (an orphan waits
+        for the host's init to reap it, which here takes up to a second or two; it has exited
+        all the same, and holds no namespace, mount or cgroup any more)."""
+        stat = walk.read_text(Path(f"/proc/{self.pid}/stat"))
+        if not stat:
+            return True
+        fields = stat.rsplit(")", 1)[1].split()
+        return int(fields[19]) != self.start or fields[0] == "Z"
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the process only if it is still the one recorded (PIDs get reused)."""
@@ -90,7 +104,6 @@ class Records:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode())
-            os.fsync(fd)
         finally:
             os.close(fd)
 
@@ -143,16 +156,18 @@ def teardown(name: str, log: Any = None) -> list[str]:
     done: list[str] = []
     lab_dir = labs_dir() / name
     records = Records(lab_dir)
-    for cg in lab_cgroups(name):
-        if cg.pids():
-            done.append(f"killed {len(cg.pids())} processes in {cg.path}")
-        cg.kill_all()
+    cgroups = list(lab_cgroups(name))
+    for cg in cgroups:
+        count = len(cg.pids())
+        if count:
+            done.append(f"killed {count} processes in {cg.path}")
+    kill_all(*cgroups)
     for entry in records.entries("process"):
         ref = ProcessRef(int(entry["pid"]), int(entry["start"]))
-        if ref.alive():
+        if not ref.exited():
             ref.kill()
             done.append(f"killed process {ref.pid} ({entry.get('what', '?')})")
-            _wait_gone(ref)
+            _wait_exited(ref)
     for entry in records.entries("loop"):
         if _detach_loop(entry):
             done.append(f"detached {entry['device']}")
@@ -168,12 +183,16 @@ def teardown(name: str, log: Any = None) -> list[str]:
     return done
 
 
-def _wait_gone(ref: ProcessRef, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while ref.alive() and time.monotonic() < deadline:
+def _wait_exited(ref: ProcessRef, timeout: float = 5.0) -> None:
+    """Until the process has exited (reaping it if it is our own child); a zombie of someone
+    else's counts as exited: waiting for the host's init to reap it would only cost time."""
+    def gone() -> bool:
         with suppress(ChildProcessError):
-            os.waitpid(ref.pid, os.WNOHANG)  # reap it if it was our own child
-        time.sleep(0.01)
+            os.waitpid(ref.pid, os.WNOHANG)
+        return ref.exited()
+    with suppress(WaitTimeout):
+        wait_for(gone, timeout=timeout, interval=0.002, max_interval=0.05,
+                 what=f"process {ref.pid} to exit")
 
 
 def _detach_loop(entry: dict[str, Any]) -> bool:
