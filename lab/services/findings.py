@@ -113,9 +113,11 @@ FINDINGS: tuple[Finding, ...] = (
         title="one heartbeat path only",
         seed_says="ha.cf: `ucast enp2s1 192.168.1.6` / `ucast enp2s1 192.168.1.7` — no second "
         "medium (no bcast on enp2s1.3, no serial)",
-        what_happens="losing VLAN1 between the nodes (or port 694) while both stay up is a "
-        "split-brain: both take every VIP and both mount the disk as DRBD Primary",
-        evidence="pytest scenarios/ -k split_brain",
+        what_happens="losing VLAN1 between the nodes while both stay up is a split-brain: both "
+        "take every VIP and both mount the disk as DRBD Primary (`cable_pull_primary`: 21.9 s "
+        "with two holders; on reconnect DRBD's `pri-lost-after-sb` reboots one node). Losing "
+        "only port 694 is not, because DRBD on the same VLAN still sees its peer (F16)",
+        evidence='pytest scenarios/ -k "split_brain or cable_pull"',
         fixed_by_lab=False,
     ),
     Finding(
@@ -205,6 +207,78 @@ FINDINGS = (*FINDINGS, Finding(
     "lab exec c1 -- ping -6 -q -i 0.005 -w 60 fe80::215:5dff:fe01:207%eth0 & "
     "lab crash lsvm2; lab exec lsvm1 -- grep 'IPv6addr.*Running OK' /var/log/ha-log",
     fixed_by_lab=True,
+))
+
+# Found by the failover suite (scenarios/test_failover.py and friends).
+FINDINGS = (*FINDINGS, Finding(
+    id="F15",
+    title="a hung primary (userland frozen, kernel alive) keeps answering ARP and neighbour "
+    "discovery for its VIPs",
+    seed_says="heartbeat decides the peer is dead from missing heartbeats only; no STONITH, no "
+    "fencing",
+    what_happens="the standby takes over while the hung node's kernel still holds every VIP. Two "
+    "outcomes were seen in `split_brain_freeze_primary` (profile fast, 26.5 s hang): the "
+    "standby's IPv6addr fails DAD against the hung node (`ERROR: Generic error`, `CRIT: Giving "
+    "up resources due to failure of IPv6addr`) and nobody serves for the whole hang (29.3 s "
+    "without DNS); or the standby serves IPv4 after 12.4 s while IPv6 clients' neighbour entries "
+    "stay on the hung node (33.6 s without DNS on the IPv6 VIP, split brain 24.9 s). On thaw "
+    "DRBD's after-sb-2pri runs pri-lost-after-sb and the thawed node `reboot -f`s itself; "
+    "clients then wait another ~30 s (auto_failback, the stock IPv6addr) before the preferred "
+    "node serves again",
+    evidence="pytest scenarios/test_split_brain.py -k freeze -s; or: lab freeze lsvm2; sleep 15; "
+    "lab exec lsvm1 -- grep -E 'CRIT|Generic' /var/log/ha-log",
+    fixed_by_lab=False,
+), Finding(
+    id="F16",
+    title="cutting heartbeat's port alone never gives two active servers: DRBD refuses the "
+    "standby's promotion",
+    seed_says="heartbeat on `ucast enp2s1` (port 694), DRBD on 192.168.1.6/7:7788, the same VLAN",
+    what_happens="in `split_brain_heartbeat_link` (694/udp dropped both ways, 5 runs of 5) and "
+    "`asymmetric_heartbeat_loss` (one way) the standby declares the primary dead and runs "
+    "drbddisk, DRBD still sees its Primary peer and refuses, heartbeat logs `CRIT: Giving up "
+    "resources due to failure of drbddisk::drbd0`; clients saw no outage (0.0 s) and no VIP was "
+    "held twice. When the link returns heartbeat logs `Cluster node lsvm2 returning after "
+    "partition` and the pair settles",
+    evidence="pytest scenarios/test_split_brain.py -k heartbeat; or: lab partition lsvm1 lsvm2 "
+    "--port 694/udp; sleep 15; lab exec lsvm1 -- grep drbddisk /var/log/ha-log; lab heal --all",
+    fixed_by_lab=False,
+), Finding(
+    id="F17",
+    title="a cut replication link stalls DNS and DHCP on the primary, and the standby later "
+    "promotes its stale disk",
+    seed_says="drbd0.res `protocol C`, no `fencing`, DRBD's default timeouts",
+    what_happens="in `replication_cut_then_primary_crash` (profile fast, ping-int 1): when "
+    "7788/tcp stops, dnsmasq's next lease-file write waits for the peer's ACK until DRBD gives "
+    "the peer up, ~6 s without DNS or DHCP on the primary though nothing else failed. Leases "
+    "written meanwhile exist on the primary only; when it then dies the standby's disk still "
+    "says UpToDate (no fencing outdates it) and drbddisk promotes it: all 10 leases granted "
+    "during the cut were gone from the standby's lease file",
+    evidence="pytest scenarios/test_service_faults.py -k replication -s; or: lab partition "
+    "lsvm1 lsvm2 --port 7788/tcp; lab exec lsvm2 -- drbdadm status",
+    fixed_by_lab=False,
+), Finding(
+    id="F18",
+    title="heartbeat in haresources mode watches no resource: a dead dnsmasq stays dead",
+    seed_says="`crm off`; dnsmasq started by heartbeat through its init script",
+    what_happens="`dnsmasq_crash_on_primary` killed dnsmasq on the active server: heartbeat "
+    "noticed nothing, no failover, no restart; clients had no DNS or DHCP for the whole 13 s "
+    "window until dnsmasq was restarted by hand",
+    evidence="pytest scenarios/test_service_faults.py -k dnsmasq; or: lab kill-service lsvm2 "
+    "dnsmasq; lab measure --duration 10 --dhcp-clients 0; lab exec lsvm2 -- "
+    "/etc/init.d/dnsmasq start",
+    fixed_by_lab=False,
+), Finding(
+    id="F19",
+    title="an orderly handover costs as much as a crash: the stock IPv6addr blocks ~7 s per IPv6 "
+    "VIP before dnsmasq starts",
+    seed_says="haresources orders `IPv6addr` twice before `dnsmasq`; `auto_failback on`",
+    what_happens="`graceful_shutdown_primary` and `reboot_primary_failback` measured 16.2-16.8 s "
+    "without DNS for a planned handover, and the same again when the preferred node comes back "
+    "(auto_failback). `ipv6addr_takeover_cost` measured the same crash at 17.1 s with the "
+    "package's agent and 2.8 s with one that skips DAD and advertises in the background: the "
+    "two IPv6 VIPs cost 14.3 s of every takeover",
+    evidence='pytest scenarios/test_failover.py -k "graceful or ipv6addr_takeover_cost" -s',
+    fixed_by_lab=False,
 ))
 
 # The seed's host firewall (fixtures/seed/ufw, rendered by lab.services.firewall).

@@ -182,3 +182,11 @@ def test_nonblocking_ipv6addr_is_a_visible_comparison_not_the_default() -> None:
     rows = [c for c in all_changes(configs) if c.file == IPV6ADDR_WRAPPER_PATH]
     assert [c.key for c in rows] == ["start"] and "comparison" in rows[0].why
     assert subprocess.run(["sh", "-n"], input=wrapper.content, text=True).returncode == 0
+
+
+def test_readme_findings_are_the_findings_list() -> None:
+    """README's findings section is `lab findings`, word for word (one source of truth)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("- **F1 —")
+    end = readme.index("\n## ", start)
+    assert readme[start:end].strip() == markdown_list().strip()
