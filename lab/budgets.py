@@ -26,17 +26,27 @@ def detection_s(lab: Any) -> float:
     return profile_detection_s(lab.stack.profile)
 
 
-def takeover_budget_s(lab: Any, ipv6_vips: int | None = None) -> float:
+def takeover_budget_s(lab: Any) -> float:
     """Upper bound for a hard failover's takeover in this lab's profile (see module doc)."""
-    if ipv6_vips is None:
-        ipv6_vips = ipv6_vip_count(lab.topology)
-    return profile_takeover_budget_s(lab.stack.profile, ipv6_vips)
+    return profile_takeover_budget_s(lab.stack.profile, ipv6_vip_count(lab.topology),
+                                     _agent(lab))
 
 
 def failback_budget_s(lab: Any) -> float:
     """Upper bound for the outage of an orderly hand-back (auto_failback): the old holder
     releases, the preferred node starts the whole group, IPv6addr included."""
-    return handover_budget_s(ipv6_vip_count(lab.topology))
+    return handover_budget_s(ipv6_vip_count(lab.topology), _agent(lab))
+
+
+def _agent(lab: Any) -> str:
+    """The lab's IPv6addr agent: its own choice, else its profile's."""
+    return str(getattr(lab.stack, "ipv6addr", None) or lab.stack.profile.ipv6addr)
+
+
+def ipv6addr_cost_s(agent: str) -> float:
+    """How long one IPv6 VIP holds the resource chain: the package's agent waits out DAD and
+    its advertisements; the non-blocking one returns at once."""
+    return STOCK_IPV6ADDR_S if agent == "stock" else 0.0
 
 
 # -- the same budgets from a profile and a topology, without a lab (SLA files, reports) ----
@@ -51,13 +61,14 @@ def profile_detection_s(profile: Any) -> float:
     return float(max(deadtime, min(ping_int, deadtime + 6.0)))
 
 
-def profile_takeover_budget_s(profile: Any, ipv6_vips: int) -> float:
-    """:func:`takeover_budget_s` for a profile and a number of IPv6 VIPs."""
-    return (profile_detection_s(profile) + ipv6_vips * STOCK_IPV6ADDR_S + RESOURCE_CHAIN_S
-            + MARGIN_S)
+def profile_takeover_budget_s(profile: Any, ipv6_vips: int, agent: str | None = None) -> float:
+    """:func:`takeover_budget_s` for a profile, a number of IPv6 VIPs and their agent
+    (default: the profile's)."""
+    cost = ipv6addr_cost_s(agent or profile.ipv6addr)
+    return profile_detection_s(profile) + ipv6_vips * cost + RESOURCE_CHAIN_S + MARGIN_S
 
 
-def handover_budget_s(ipv6_vips: int) -> float:
-    """:func:`failback_budget_s` for a number of IPv6 VIPs: an orderly handover waits for no
-    timer, so no profile enters it."""
-    return ipv6_vips * STOCK_IPV6ADDR_S + 2 * RESOURCE_CHAIN_S + MARGIN_S
+def handover_budget_s(ipv6_vips: int, agent: str = "stock") -> float:
+    """:func:`failback_budget_s` for a number of IPv6 VIPs and their agent: an orderly
+    handover waits for no timer, so no other part of a profile enters it."""
+    return ipv6_vips * ipv6addr_cost_s(agent) + 2 * RESOURCE_CHAIN_S + MARGIN_S

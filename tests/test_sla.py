@@ -166,7 +166,7 @@ def _budget_table() -> dict[tuple[str, str, str], str]:
     out = {}
     for name, profile in load_profiles().items():
         takeover = budgets.profile_takeover_budget_s(profile, ipv6)
-        handover = budgets.handover_budget_s(ipv6)
+        handover = budgets.handover_budget_s(ipv6, profile.ipv6addr)
         detect = budgets.profile_detection_s(profile)
         for scenario in ("kill_primary", "ipv6_failover", "guest_vlan_failover",
                          "cable_pull_primary"):
@@ -176,9 +176,13 @@ def _budget_table() -> dict[tuple[str, str, str], str]:
         # lower ends of "the outage lasts the fault's window" (the scenarios' own >= window-1)
         for scenario, window in (("guest_vlan_pruned_on_primary", detect + 10),
                                  ("switch_reboot", detect + 5),
-                                 ("split_brain_freeze_primary", detect + 25),
                                  ("dnsmasq_crash_on_primary", 2 * detect + 10)):
             out[(scenario, name, "fault_outage_s")] = f"{window - 1:g}..{window + 3:g}"
+        # a hung primary's outage may run past the thaw, up to the scenario's outage bound
+        freeze = {b.metric: b for b in load_sla(DEFAULT_PATH).bounds(
+            "split_brain_freeze_primary", name) or ()}["outage_s"].value
+        out[("split_brain_freeze_primary", name, "fault_outage_s")] = \
+            f"{detect + 25 - 1:g}..{freeze:g}"
         for scenario in ("split_brain_heartbeat_link", "asymmetric_heartbeat_loss"):
             out[(scenario, name, "split_brain_s")] = "== 0"
             out[(scenario, name, "outage_s")] = "== 0"

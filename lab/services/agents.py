@@ -123,7 +123,6 @@ esac
 exit 1
 """
 SEND_UA = "/usr/libexec/heartbeat/send_ua"
-IPV6ADDR_VARIANTS = ("stock", "nonblocking")
 
 
 def render_ipv6addr_nonblocking() -> tuple[str, list[Change]]:
@@ -133,6 +132,7 @@ def render_ipv6addr_nonblocking() -> tuple[str, list[Change]]:
         "start → the OCF agent: wait out DAD, then 5 unsolicited NAs 1 s apart (blocks ~5-7 s "
         "per address)",
         "start → `ip -6 addr add … nodad`, the same 5 NAs from send_ua in the background",
-        "a comparison (stack option ipv6addr=nonblocking): how much of a takeover the IPv6 "
-        "VIPs cost; gives up DAD, so a split brain configures the address on both nodes")
+        "profile fast (or stack option ipv6addr=nonblocking): the package's agent holds every "
+        "takeover and cold start ~7 s per IPv6 VIP (F19); gives up DAD, so a split brain "
+        "configures the address on both nodes")
     return _NONBLOCKING.replace("@SEND_UA@", SEND_UA), [change]

@@ -277,7 +277,8 @@ FINDINGS = (*FINDINGS, Finding(
     "(auto_failback). `ipv6addr_takeover_cost` measured the same crash at 17.1 s with the "
     "package's agent and 2.8 s with one that skips DAD and advertises in the background: the "
     "two IPv6 VIPs cost 14.3 s of every takeover",
-    evidence='pytest scenarios/test_failover.py -k "graceful or ipv6addr_takeover_cost" -s',
+    evidence='pytest scenarios/test_failover.py -k "graceful or ipv6addr_takeover_cost" -s '
+    '--lab-profile seed',
     fixed_by_lab=False,
 ))
 

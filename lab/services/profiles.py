@@ -36,6 +36,7 @@ class Profile:
     outdated_wfc_timeout_s: int
     ping_int_s: int | None
     no_ping: bool
+    ipv6addr: str = "stock"
 
     @property
     def effective_keepalive_ms(self) -> int:
@@ -48,12 +49,22 @@ _SECTIONS: dict[str, dict[str, type]] = {
     "drbd": {"wfc_timeout_s": int, "degr_wfc_timeout_s": int, "outdated_wfc_timeout_s": int,
              "ping_int_s": int},
     "dnsmasq": {"no_ping": bool},
+    "agents": {"ipv6addr": str},
 }
+# which IPv6addr resource agent a profile runs (lab.services.agents): the package's, or the
+# non-blocking comparison that does not hold the resource chain for DAD and advertisements
+IPV6ADDR_AGENTS = ("stock", "nonblocking")
+
+
+# keys a profile may leave out, and what they then are
+OPTIONAL: dict[tuple[str, str], Any] = {("agents", "ipv6addr"): "stock"}
 
 
 def _field(src: str, table: dict[str, Any], section: str, key: str, kind: type) -> Any:
     where = f"{src}: {table['__name__']}.{section}.{key}"
     sect = table.get(section)
+    if (not isinstance(sect, dict) or key not in sect) and (section, key) in OPTIONAL:
+        return OPTIONAL[(section, key)]
     if not isinstance(sect, dict) or key not in sect:
         raise ProfileError(f"{where}: missing")
     value = sect[key]
@@ -62,6 +73,9 @@ def _field(src: str, table: dict[str, Any], section: str, key: str, kind: type) 
         raise ProfileError(f"{where}: expected an integer, got {value!r}")
     if kind is bool and not isinstance(value, bool):
         raise ProfileError(f"{where}: expected true or false, got {value!r}")
+    if kind is str and value not in IPV6ADDR_AGENTS:
+        raise ProfileError(f"{where}: expected one of {', '.join(IPV6ADDR_AGENTS)}, got "
+                           f"{value!r}")
     if kind is int and value < 0:
         raise ProfileError(f"{where}: must not be negative, got {value}")
     if kind is int and value > MAX_VALUE:

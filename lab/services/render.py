@@ -87,7 +87,8 @@ class RenderOptions:
     keep_findings: frozenset[str] = frozenset()
     ca_path: str = LAB_CA_PATH
     disk: str = "replicated"  # or "local": no replicated disk available (see render_haresources)
-    ipv6addr: str = "stock"  # or "nonblocking": a comparison for scenarios (lab.services.agents)
+    # "stock" or "nonblocking" (lab.services.agents); None: the profile's agent
+    ipv6addr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -420,7 +421,8 @@ def render_node(seed: SeedConfig, profile: Profile, secrets: Secrets, node: str,
     add("/etc/ha.d/ha.cf", render_ha_cf(seed["ha.cf"], profile))
     add("/etc/ha.d/haresources", render_haresources(seed["haresources"], keep, opts.disk))
     add("/etc/ha.d/authkeys", render_authkeys(seed["authkeys"], secrets), 0o600)
-    wrapper = (render_ipv6addr_nonblocking() if opts.ipv6addr == "nonblocking"
+    agent = opts.ipv6addr or profile.ipv6addr
+    wrapper = (render_ipv6addr_nonblocking() if agent == "nonblocking"
                else render_ipv6addr_wrapper(keep))
     if wrapper is not None:
         add(IPV6ADDR_WRAPPER_PATH, wrapper, 0o755)

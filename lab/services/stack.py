@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from lab.node import NodeError
 from lab.services import dhclient, disk, firewall, health, heartbeat, registrar, resolver, router
-from lab.services.agents import IPV6ADDR_VARIANTS
 from lab.services.haconf import parse_haresources
 from lab.services.lint import lint
 from lab.services.pki import make_pki
 from lab.services.proc import spawn
-from lab.services.profiles import load_profile
+from lab.services.profiles import IPV6ADDR_AGENTS, load_profile
 from lab.services.render import (
     DNSMASQ_DIR,
     LAB_CA_PATH,
@@ -64,16 +63,17 @@ class SeedStack(Stack):
 
     def __init__(self, profile: str = "seed",
                  keep_findings: frozenset[str] | list[str] | None = None,
-                 ipv6addr: str = "stock", await_ready: bool = True) -> None:
-        if ipv6addr not in IPV6ADDR_VARIANTS:
-            raise ValueError(f"ipv6addr: {ipv6addr!r} is not one of "
-                             f"{', '.join(IPV6ADDR_VARIANTS)}")
-        self.ipv6addr = ipv6addr
+                 ipv6addr: str | None = None, await_ready: bool = True) -> None:
+        self.profile = load_profile(profile)
+        # the profile's IPv6addr agent unless the lab asks for the other one (a comparison)
+        self.ipv6addr = ipv6addr or self.profile.ipv6addr
+        if self.ipv6addr not in IPV6ADDR_AGENTS:
+            raise ValueError(f"ipv6addr: {self.ipv6addr!r} is not one of "
+                             f"{', '.join(IPV6ADDR_AGENTS)}")
         # False: `up` returns once every node booted, for a kept finding that keeps the pair
         # from ever becoming ready (F20); the scenario then waits for what it shows
         self.await_ready = await_ready
         self.profile_name = profile
-        self.profile = load_profile(profile)
         self.keep_findings = _env_findings() if keep_findings is None else frozenset(
             keep_findings)
         self.disk_mode = "replicated" if disk.available() else "local"

@@ -171,16 +171,16 @@ def test_ipv6addr_wrapper_splits_haresources_arguments(
     assert out == expect, done.stderr
 
 
-def test_nonblocking_ipv6addr_is_a_visible_comparison_not_the_default() -> None:
+def test_nonblocking_ipv6addr_is_a_visible_change_never_the_seeds() -> None:
     stock = pair()["lsvm1"].file(IPV6ADDR_WRAPPER_PATH).content
-    assert OCF_IPV6ADDR in stock  # the package's agent does the work by default
+    assert OCF_IPV6ADDR in stock  # the package's agent does the work in profile seed
     configs = render_pair(load_seed(), load_profile("fast"), SECRETS,
                           RenderOptions(ipv6addr="nonblocking"))
     wrapper = configs["lsvm1"].file(IPV6ADDR_WRAPPER_PATH)
     assert "nodad" in wrapper.content and "send_ua" in wrapper.content
     assert wrapper.mode == 0o755
     rows = [c for c in all_changes(configs) if c.file == IPV6ADDR_WRAPPER_PATH]
-    assert [c.key for c in rows] == ["start"] and "comparison" in rows[0].why
+    assert [c.key for c in rows] == ["start"] and "gives up DAD" in rows[0].why
     assert subprocess.run(["sh", "-n"], input=wrapper.content, text=True).returncode == 0
 
 
