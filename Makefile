@@ -15,7 +15,7 @@ RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 APT_PACKAGES := dnsmasq heartbeat drbd-utils ddclient isc-dhcp-client nftables iproute2 \
 	tcpdump fuse3 libfuse3-3 tini psmisc e2fsprogs util-linux procps iputils-ping \
 	iputils-arping kmod openssl ca-certificates tmux python3-venv \
-	libio-socket-ssl-perl chromium bind9-dnsutils ldnsutils
+	libio-socket-ssl-perl chromium bind9-dnsutils ldnsutils mininet bridge-utils
 
 .PHONY: help setup host-packages lab-up lab-down test soak bench lint clean nightly
 

@@ -30,6 +30,13 @@ SECTIONS = ("lab.replicator.bench", "lab.services.bench", "lab.probes.bench")
 LAB_CLI = [sys.executable, "-m", "lab.cli"]
 
 
+def lab_command() -> list[str]:
+    """The `lab` console script a user runs (its own interpreter start and imports included),
+    or `python -m lab.cli` where it is not installed."""
+    script = Path(sys.executable).parent / "lab"
+    return [str(script)] if script.exists() else LAB_CLI
+
+
 def _name(tag: str) -> str:
     return f"b{os.getpid() % 100000}{tag}"
 
@@ -103,14 +110,77 @@ def bench_parallel() -> dict[str, Any]:
             "parallel_over_sequential": parallel / sequential}
 
 
+def _timed(argv: list[str]) -> float:
+    started = time.monotonic()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()[-300:]}")
+    return time.monotonic() - started
+
+
+def bench_peer(repeats: int = 5) -> dict[str, Any]:
+    """The bare lab through the CLI and in-process, beside Mininet building six hosts on one
+    Linux bridge (lab/mininet_bench.py), taken in turn in one run: ratios of medians."""
+    from lab import mininet_bench
+    cli = lab_command()
+    name = _name("cli")
+    result: dict[str, Any] = {}
+    up_cli, down_cli, up_in, down_in = [], [], [], []
+    runs: list[dict[str, Any]] = []
+    missing = mininet_bench.available()
+    before = mininet_bench.root_namespace() if missing is None else None
+    for i in range(repeats):
+        up_cli.append(_timed([*cli, "up", "--stack", "none", "--profile", "fast",
+                              "--name", name]))
+        down_cli.append(_timed([*cli, "down", "--name", name]))
+        lab = Lab.create(_name(f"i{i}"), stack="none")
+        t0 = time.monotonic()
+        lab.up()
+        t1 = time.monotonic()
+        lab.down()
+        up_in.append(t1 - t0)
+        down_in.append(time.monotonic() - t1)
+        if missing is None:
+            runs.append(mininet_bench.run_once())
+    med = statistics.median
+    result["lab"] = {"up_cli_s_median": med(up_cli), "down_cli_s_median": med(down_cli),
+                     "up_inprocess_s_median": med(up_in),
+                     "down_inprocess_s_median": med(down_in),
+                     "up_cli_s_all": up_cli, "down_cli_s_all": down_cli, "repeats": repeats}
+    if missing is not None or before is None:
+        result["mininet"] = {"skipped": missing}
+        return result
+    after = mininet_bench.root_namespace()
+    build = med([r["build_s"] for r in runs])
+    stop = med([r["stop_s"] for r in runs])
+    start_process = med([r["process_s"] - r["stop_s"] for r in runs])
+    result["mininet"] = {
+        "hosts": mininet_bench.HOSTS, "switch": "LinuxBridge, no controller",
+        "build_s_median": build, "stop_s_median": stop,
+        "import_s_median": med([r["import_s"] for r in runs]),
+        "process_s_median": med([r["process_s"] for r in runs]),
+        "start_process_s_median": start_process,
+        "root_namespace_changes": mininet_bench.changed(before, after),
+    }
+    result["ratios"] = {
+        # whole processes: `lab up` vs a python that imports Mininet and builds the network
+        "lab_up_cli_over_mininet_start_process": med(up_cli) / start_process,
+        # teardown: `lab down` (a whole process) vs Mininet's stop() inside its process
+        "lab_down_cli_over_mininet_stop": med(down_cli) / stop,
+        "lab_up_inprocess_over_mininet_build": med(up_in) / build,
+        "lab_down_inprocess_over_mininet_stop": med(down_in) / stop,
+    }
+    return result
+
+
 def run_all(only: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    plan = {"lab.up_down": bench_up_down, "lab.footprint": bench_footprint,
-            "lab.parallel": bench_parallel}
+    plan = {"lab.up_down": bench_up_down, "lab.peer": bench_peer,
+            "lab.footprint": bench_footprint, "lab.parallel": bench_parallel}
     for key, func in plan.items():
         if not only or any(key.startswith(o) for o in only):
             results[key] = func()

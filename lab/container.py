@@ -189,9 +189,18 @@ class Launch:
     spec: ContainerSpec
     popen: subprocess.Popen[bytes]
     started_mono: float
+    ready_mono: float | None = None
+    _running: Running | None = None
 
     def ready(self, timeout: float = 10.0) -> Running:
-        """Wait until PID 1 has set everything up; the container's two host PIDs."""
+        """Wait until PID 1 has set everything up; the container's two host PIDs (asked
+        again, the same answer)."""
+        if self._running is None:
+            self._running = self._wait_ready(timeout)
+            self.ready_mono = time.monotonic()
+        return self._running
+
+    def _wait_ready(self, timeout: float) -> Running:
         assert self.popen.stdout is not None
         line = _read_line(self.popen.stdout, timeout)
         self.popen.stdout.close()

@@ -205,17 +205,24 @@ class Lab:
             self.records.add("process", pid=switch.popen.pid,
                              start=ProcessRef.of(switch.popen.pid).start, what="switch")
             step("switch_launch_s")
-            _populate(list(self.nodes.values()))
-            step("populate_s")
-            if self.stack is not None:
+            launches: dict[str, container.Launch] = {}
+            if self.stack is None:
+                # nothing to write between the copies and the boot: each node's container
+                # starts as soon as its files are there, while the next node's are copied
+                for node in self.nodes.values():
+                    _populate([node])
+                    step("populate_s")
+                    launches[node.name] = self._launch(node)
+                    step("nodes_launch_s")
+            else:
+                _populate(list(self.nodes.values()))
+                step("populate_s")
                 say("configuration")
                 self.stack.prepare(self)
                 step("configuration_s")
-            launches = {}
-            for node in self.nodes.values():
-                self.records.add("cgroup", path=str(node.cgroup.path))
-                launches[node.name] = node._launch()
-            step("nodes_launch_s")
+                for node in self.nodes.values():
+                    launches[node.name] = self._launch(node)
+                step("nodes_launch_s")
             power.start_agent(self)
             step("power_agent_s")
             running = switch.ready()
@@ -225,10 +232,13 @@ class Lab:
             self.fabric.build_switch()
             self.log_event("lab.up", network_mode=mode)
             step("switch_s")
+            for launch in launches.values():
+                launch.ready()
+            step("nodes_ready_s")
             for node in self.nodes.values():
                 say(f"node {node.name}")
                 node._finish_power_on(launches[node.name], settle=False)
-                step("nodes_ready_and_wired_s")
+                step("nodes_wired_s")
                 if self.stack is not None:
                     booting = time.monotonic()
                     self.stack.boot(node)
@@ -245,6 +255,10 @@ class Lab:
             with suppress(Exception):
                 self.down()
             raise
+
+    def _launch(self, node: Node) -> container.Launch:
+        self.records.add("cgroup", path=str(node.cgroup.path))
+        return node._launch()
 
     def down(self) -> list[str]:
         done = teardown(self.name)

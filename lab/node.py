@@ -171,14 +171,15 @@ class Node:
     def _finish_power_on(self, launch: container.Launch, settle: bool) -> None:
         """Wait for the container's PID 1, save the runtime record, plug the cables in."""
         running = launch.ready()
-        ready = time.monotonic()
+        ready = launch.ready_mono or time.monotonic()
         runtime = Runtime(running.unshare_pid, _ticks(running.unshare_pid), running.init_pid,
                           _ticks(running.init_pid), ready)
         self._save(runtime)
+        wiring = time.monotonic()
         self.lab.fabric.wire(self.spec, running.init_pid, running.netns_path, quick=not settle)
         self.lab.log_event("node.start", node=self.name,
                            container_s=round(ready - launch.started_mono, 4),
-                           wire_s=round(time.monotonic() - ready, 4))
+                           wire_s=round(time.monotonic() - wiring, 4))
         if settle:
             self.wait_settled()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +23,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.replicator.metadata import Metadata, MetadataError
+from lab.replicator.handshake import UUID_JUST_CREATED
+from lab.replicator.metadata import Metadata, MetadataError, data_size_for
 from lab.replicator.resfile import Resource, load_dir
 from lab.replicator.wire import recv_line
 
@@ -93,6 +95,99 @@ def ensure_image(node: Node, name: str = "drbd0", size: int = DEFAULT_SIZE) -> P
         finally:
             os.close(fd)
     return img
+
+
+def template_path(root: Path, size: int = DEFAULT_SIZE) -> Path:
+    """Where this machine keeps its formatted, UpToDate image of `size` bytes (one per size and
+    per mkfs.ext4 build, so an upgraded e2fsprogs makes a new one)."""
+    mkfs = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
+    stamp = int(os.stat(mkfs).st_mtime)
+    return root / f"drbd-ext4-{size}-{stamp}.img"
+
+
+def make_template(path: Path, size: int = DEFAULT_SIZE) -> Path:
+    """Make `path` once per machine: ext4 over the data area (`mkfs.ext4 -q -F`, as the seed's
+    bootstrap runs it on /dev/drbd0, whose size is the data area), internal metadata after
+    it, disk UpToDate. Built aside and renamed into place, so two labs making it at once
+    both end up with a whole one."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.truncate(data_size_for(size))
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(tmp)], check=True, capture_output=True)
+        os.truncate(tmp, size)
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            md = Metadata.create(fd, size)
+            md.set_disk("UpToDate")
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def sparse_copy(src: Path, dst: Path) -> None:
+    """Copy `src` to a new `dst` data extent by data extent: holes stay holes (a 250 MiB image
+    with a fresh ext4 holds ~10 MiB of data)."""
+    fd_in = os.open(src, os.O_RDONLY)
+    try:
+        size = os.fstat(fd_in).st_size
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd_out, size)
+            offset = 0
+            while offset < size:
+                try:
+                    start = os.lseek(fd_in, offset, os.SEEK_DATA)
+                except OSError:  # ENXIO: only a hole is left
+                    break
+                end = os.lseek(fd_in, start, os.SEEK_HOLE)
+                while start < end:
+                    copied = os.copy_file_range(fd_in, fd_out, end - start, start, start)
+                    if copied <= 0:
+                        raise OSError(f"copy_file_range stopped at {start} of {src}")
+                    start += copied
+                offset = end
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+
+
+def seed_image(node: Node, generation: int, name: str = "drbd0", size: int = DEFAULT_SIZE,
+               templates: Path | None = None) -> bool:
+    """Give a node that has no image yet a copy of this machine's formatted, UpToDate
+    template, stamped with the pair's `generation` (the same current UUID on both sides, so
+    they connect UpToDate/UpToDate with nothing to resync, as a pair does after its initial
+    sync). Returns False (and changes nothing) if the node has an image already, or where
+    the kernel has DRBD. Why: the seed's one-time bootstrap -- a full initial sync and mkfs --
+    costs seconds per lab and says nothing a scenario measures; the daemon then starts as on
+    any later boot."""
+    img = image_path(node, name)
+    if real_drbd() or img.exists():
+        return False
+    if generation & ~1 in (0, UUID_JUST_CREATED):
+        raise ValueError(f"generation {generation:#x} is not a generation UUID")
+    from lab.state import lab_root
+    template = make_template(template_path(templates or lab_root() / "templates", size), size)
+    img.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = img.with_name(f".{img.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    sparse_copy(template, tmp)
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        md = Metadata.load(fd, size)
+        md.set_uuids(current=generation & ~1, bitmap=0, history=(0, 0))
+    finally:
+        os.close(fd)
+    os.replace(tmp, img)
+    return True
 
 
 def has_metadata(img: Path) -> bool:

@@ -1,23 +1,39 @@
-"""Time to ready of the seed's pair, per profile, and how much of it heartbeat's own waits are.
+"""Time to ready of the seed's pair, per profile, broken into its parts.
 
 "Ready" is lab.services.health.readiness (the same definition `lab up` and the health scenario
-use). The split comes from the preferred node's ha-log, parsed by the timeline's own parser:
-- start-up delay: heartbeat going 'active' -> "Acquiring resource group" (its hard-coded
-  RQSTDELAY plus the initdead it waits for the peer);
-- IPv6addr: the stock agent's two starts (it waits out DAD, then sends unsolicited NAs);
-- the rest of the resource group (drbddisk, Filesystem, IPaddr, dnsmasq, ddclient).
+use). The parts come from three records of the run, all on the wall clock:
+- the lab's event log: `lab.up.timing` (network and containers, configuration render),
+  `disk.boot` / `disk.bootstrap` (the replicated disk), `node.boot` (each node's daemons
+  started by the stack, heartbeat launched on the servers), `lab.ready`;
+- the preferred node's ha-log (whole seconds), parsed by the timeline's own parser: heartbeat's
+  start-up delay ('active' -> "Acquiring resource group": its hard-coded RQSTDELAY plus the
+  initdead it waits for the peer), the resources before the IPv6 VIPs (drbddisk, Filesystem,
+  IPaddr), the stock IPv6addr agents (each waits out DAD, then sends unsolicited NAs);
+- the preferred node's syslog (microseconds): dnsmasq's start, each client's first DHCPACK,
+  ddclient's updates.
+The lab's own share is everything that is neither heartbeat's (from the last node booted to
+dnsmasq started by heartbeat) nor the clients' DHCP retry backoff (dhclient, started at boot,
+retries with growing pauses until a DHCP server exists).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
+from datetime import datetime
 from typing import Any
 
 from lab.lab import Lab
 from lab.probes.clock import ClockMap, sample_pair
-from lab.probes.logparse import parse_heartbeat_line
+from lab.probes.logparse import parse_ha_timestamp, parse_heartbeat_line
 from lab.state import teardown
+
+LAB_STEPS = ("switch_launch_s", "populate_s", "nodes_launch_s", "power_agent_s", "switch_s",
+             "nodes_ready_s", "nodes_wired_s")
+_SYSLOG = re.compile(r"^(?P<iso>\d{4}-\d\d-\d\dT[\d:.]+) \S+ +\d+ [\d:]+ "
+                     r"(?P<proc>[\w.-]+)\[\d+\]: (?P<msg>.*)$")
+_HA_STAMP = re.compile(r"^(?P<stamp>\d{4}/\d\d/\d\d_\d\d:\d\d:\d\d) ")
 
 PROFILES = ("fast", "seed")
 
@@ -44,6 +60,89 @@ def heartbeat_phases(ha_log: str, node: str) -> dict[str, float]:
     return phases
 
 
+def syslog_times(text: str) -> list[tuple[float, str, str]]:
+    """(wall time, process, message) of each line the lab's syslogd stamped (microseconds)."""
+    out = []
+    for line in text.splitlines():
+        m = _SYSLOG.match(line)
+        if m is not None:
+            stamp = datetime.fromisoformat(m.group("iso"))
+            out.append((time.mktime(stamp.timetuple()) + stamp.microsecond / 1e6,
+                        m.group("proc"), m.group("msg")))
+    return out
+
+
+def ha_times(text: str) -> list[tuple[float, str]]:
+    """(wall time, line) of each ha-log line in the resource agents' format (whole seconds)."""
+    out = []
+    for line in text.splitlines():
+        m = _HA_STAMP.match(line)
+        if m is not None:
+            out.append((parse_ha_timestamp(m.group("stamp")), line))
+    return out
+
+
+def ready_parts(events: list[dict[str, Any]], ha_log: str, syslog: str) -> dict[str, float]:
+    """The parts of one seed lab's time to ready, in seconds (pure: see the module's doc)."""
+    def last(name: str) -> dict[str, Any] | None:
+        return next((e for e in reversed(events) if e.get("event") == name), None)
+
+    timing, ready = last("lab.up.timing"), last("lab.ready")
+    if timing is None or ready is None:
+        return {}
+    total = float(timing["total_s"])
+    began = float(timing["t_wall"]) - total
+    parts: dict[str, float] = {
+        "total_s": total,
+        "lab_network_and_containers_s": sum(float(timing.get(k, 0.0)) for k in LAB_STEPS),
+        "configuration_render_s": float(timing.get("configuration_s", 0.0)),
+    }
+    disk_boots = [e for e in events if e.get("event") == "disk.boot"]
+    parts["disk_image_and_attach_s"] = sum(float(e["seconds"]) for e in disk_boots)
+    bootstrap = last("disk.bootstrap")
+    if bootstrap is not None:
+        parts["disk_sync_mkfs_s"] = float(bootstrap["sync_mkfs_s"])
+        parts["disk_files_s"] = float(bootstrap["files_s"])
+    boots = [e for e in events if e.get("event") == "node.boot"]
+    disk_total = (parts["disk_image_and_attach_s"] + parts.get("disk_sync_mkfs_s", 0.0)
+                  + parts.get("disk_files_s", 0.0))
+    for e in boots:
+        parts[f"boot_{e['node']}_s"] = float(e["boot_s"])
+    parts["daemons_start_s"] = sum(float(e["boot_s"]) for e in boots) - disk_total
+    booted = max((float(e["t_wall"]) for e in boots), default=began)
+
+    lines = syslog_times(syslog)
+    dnsmasq = next((t for t, proc, _ in lines if t >= began and proc == "dnsmasq"), None)
+    first_ack: dict[str, float] = {}
+    for t, _, msg in lines:
+        if t >= began and msg.startswith("DHCPACK"):
+            first_ack.setdefault(msg.split()[-1], t)
+    served = [t for t, proc, msg in lines if t >= began and proc == "ddclient"
+              and msg.startswith("SUCCESS")]
+    if dnsmasq is not None:
+        parts["heartbeat_until_dnsmasq_s"] = dnsmasq - booted
+        acks = max(first_ack.values(), default=dnsmasq)
+        parts["clients_dhcp_backoff_s"] = max(0.0, acks - dnsmasq)
+        parts["readiness_polling_s"] = max(0.0, float(ready["t_wall"])
+                                           - max([acks, dnsmasq, *served]))
+    agents = [(t, line) for t, line in ha_times(ha_log) if t >= began - 1]
+    acquiring = next((t for t, line in agents if "Acquiring resource group" in line), None)
+    first_v6 = next((t for t, line in agents if "Running" in line and "/IPv6addr " in line),
+                    None)
+    after_v6 = next((t for t, line in agents if "Running /etc/init.d/" in line), None)
+    if acquiring is not None and first_v6 is not None:
+        parts["heartbeat_resources_before_ipv6_s"] = first_v6 - acquiring
+    if first_v6 is not None and after_v6 is not None:
+        parts["heartbeat_ipv6addr_agents_s"] = after_v6 - first_v6
+    phases = heartbeat_phases(ha_log, "")
+    if "startup_delay_s" in phases:
+        parts["heartbeat_startup_delay_s"] = phases["startup_delay_s"]
+    if "heartbeat_until_dnsmasq_s" in parts:
+        parts["lab_own_s"] = (total - parts["heartbeat_until_dnsmasq_s"]
+                              - parts["clients_dhcp_backoff_s"])
+    return parts
+
+
 def time_to_ready(profile: str) -> dict[str, Any]:
     name = f"sb{os.getpid() % 100000}{profile[0]}"
     lab = Lab.create(name, profile=profile, stack="seed")
@@ -54,11 +153,15 @@ def time_to_ready(profile: str) -> dict[str, Any]:
         waited = next((e.get("waited_s") for e in reversed(lab.events())
                        if e.get("event") == "lab.ready"), None)
         active = lab.active().name  # ready means it holds everything
-        phases = heartbeat_phases(lab[active].path("/var/log/ha-log").read_text(), active)
+        ha_log = lab[active].path("/var/log/ha-log").read_text()
+        phases = heartbeat_phases(ha_log, active)
         heartbeat_s = sum(phases.values())
+        syslog = lab[active].path("/var/log/syslog").read_text()
+        parts = ready_parts(lab.events(), ha_log, syslog)
         return {"time_to_ready_s": total, "waiting_for_services_s": waited, **phases,
                 "heartbeat_waits_s": heartbeat_s,
-                "heartbeat_waits_share": heartbeat_s / total if total else None}
+                "heartbeat_waits_share": heartbeat_s / total if total else None,
+                "parts": parts}
     finally:
         teardown(name)
 

@@ -6,12 +6,19 @@ the seed does it by hand (create-md, `--overwrite-data-of-peer primary` on lsvm2
 mkdir dnsmasq, copy dnsmasq.conf and banner_add_hosts, umount), halt (`drbdadm down`) and
 after_crash. Without lab.replicator.service the stack runs in `local` disk mode (no drbddisk or
 Filesystem resources; /srv/drbd0 a plain directory per node) and says so everywhere.
+
+The pair's first boot starts from this machine's pre-made image (formatted, UpToDate on both
+sides, see lab.replicator.service.seed_image) instead of an initial sync and mkfs: the seed's
+manual steps then reduce to putting dnsmasq's files on the disk, through DRBD as before. Each
+step's time goes to the lab's event log (`disk.boot`, `disk.bootstrap`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import shlex
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,28 +42,92 @@ def available() -> bool:
     return all(hasattr(svc, n) for n in ("start", "stop", "bootstrap", "status"))
 
 
+def generation(node: Node) -> int:
+    """The pair's first generation UUID: the same on both servers of one lab (derived from the
+    lab's directory and creation time), different from any other lab's."""
+    seed = f"{node.lab.dir}:{node.lab.identity.get('created')}".encode()
+    return int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") & ~1 | 0x100
+
+
 def boot(node: Node) -> None:
-    _service().start(node, RESOURCE)
+    svc = _service()
+    started = time.monotonic()
+    seeded = bool(getattr(svc, "seed_image", None)) and svc.seed_image(node, generation(node))
+    copied = time.monotonic()
+    svc.start(node, RESOURCE)
+    node.lab.log_event("disk.boot", node=node.name, seeded=seeded,
+                       seconds=round(time.monotonic() - started, 4),
+                       image_s=round(copied - started, 4),
+                       attach_s=round(time.monotonic() - copied, 4))
 
 
 def bootstrap(primary: Node, secondary: Node, files: Mapping[str, str]) -> None:
-    """First start of the pair: sync, mkfs, then put dnsmasq's files on the disk (Secondary after).
+    """First start of the pair: sync and mkfs unless both sides started from the pre-made
+    image (then they are UpToDate, ext4 included), then put dnsmasq's files on the disk
+    (Secondary after).
 
     `files` maps a path under /srv/drbd0 to its content; written through the node's own mount
     namespace (the disk is mounted there only).
     """
     svc = _service()
-    svc.bootstrap(primary, secondary, RESOURCE, fs=True)
-    primary.succeed(f"drbdadm primary {RESOURCE} && mkdir -p {MOUNT} && "
-                    f"mount -t ext4 /dev/{RESOURCE} {MOUNT}", timeout=60)
-    try:
-        for path, content in files.items():
-            q = shlex.quote(path)
-            rc, out = primary.execute(f"mkdir -p $(dirname {q}) && cat > {q}", input=content)
-            if rc != 0:
-                raise RuntimeError(f"{primary.name}: cannot write {path}: {out}")
-    finally:
-        primary.succeed(f"umount {MOUNT} && drbdadm secondary {RESOURCE}", timeout=60)
+    started = time.monotonic()
+    seeded = _both_seeded(primary, secondary)
+    if not seeded:
+        svc.bootstrap(primary, secondary, RESOURCE, fs=True)
+    synced = time.monotonic()
+    # one shell for the whole step (each command through the node costs a process start):
+    # Primary, mount, the files, unmount, Secondary -- and never left Primary or mounted
+    rc, out = primary.execute(_put_files_script(files), timeout=60)
+    if rc != 0:
+        raise RuntimeError(f"{primary.name}: cannot put dnsmasq's files on the disk: {out}")
+    primary.lab.log_event("disk.bootstrap", seeded=seeded,
+                          sync_mkfs_s=round(synced - started, 4),
+                          files_s=round(time.monotonic() - synced, 4))
+
+
+def write_files_lines(files: Mapping[str, str]) -> list[str]:
+    """Shell lines that write each file exactly (a quoted here-document each; one without a
+    final newline loses the one the here-document adds) and set ok=1 if any write failed."""
+    lines = []
+    for n, (path, content) in enumerate(files.items()):
+        q = shlex.quote(path)
+        marker = f"HAPAIR_FILE_{n}_END"
+        while marker in content:
+            marker += "_"
+        body = content if content.endswith("\n") or not content else content + "\n"
+        lines.append(f"mkdir -p \"$(dirname {q})\" && cat > {q} <<'{marker}' || ok=1\n"
+                     f"{body}{marker}")
+        if content and not content.endswith("\n"):
+            lines.append(f"truncate -s -1 {q} || ok=1")
+    return lines
+
+
+def _put_files_script(files: Mapping[str, str]) -> str:
+    """A shell script that makes the node Primary, mounts the disk, writes `files` (each a
+    quoted here-document, so any content passes unchanged), unmounts and goes Secondary; the
+    last two happen whatever failed before them, and the script fails if anything did."""
+    lines = ["set -u", "cleanup() { umount " + MOUNT + " 2>/dev/null; "
+             f"drbdadm secondary {RESOURCE}; }}",
+             f"drbdadm primary {RESOURCE} || exit 1",
+             f"mkdir -p {MOUNT} && mount -t ext4 /dev/{RESOURCE} {MOUNT} || "
+             "{ cleanup; exit 1; }",
+             "ok=0"]
+    lines += write_files_lines(files)
+    lines += [f"umount {MOUNT} || ok=1", f"drbdadm secondary {RESOURCE} || ok=1", "exit $ok"]
+    return "\n".join(lines) + "\n"
+
+
+def _both_seeded(primary: Node, secondary: Node) -> bool:
+    """Whether the pair came up from the pre-made image: connected, both UpToDate. Waits for
+    the connection either way (a fresh pair must be connected to be bootstrapped too)."""
+    svc = _service()
+    if not hasattr(svc, "seed_image") or svc.real_drbd():
+        return False
+    state = svc.wait_for(primary, lambda s: s["cstate"] in (
+        "Connected", "SyncSource", "SyncTarget", "StandAlone") or s["dstate"] == "Inconsistent",
+        RESOURCE, 60.0, "connected or known to be fresh")
+    return bool(state["cstate"] == "Connected" and state["dstate"] == "UpToDate"
+                and state["pdsk"] == "UpToDate")
 
 
 def halt(node: Node) -> None:
