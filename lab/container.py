@@ -229,9 +229,9 @@ def launch(spec: ContainerSpec) -> Launch:
             spec.init_argument()]
     console = open(spec.console, "ab")  # noqa: SIM115 -- handed to the child
     try:
-        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=console, start_new_session=True, env=_init_env(),
-                                 preexec_fn=spec.cgroup.joiner(), cwd="/")
+        popen = subprocess.Popen(spec.cgroup.entered(argv), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=console,
+                                 start_new_session=True, env=_init_env(), cwd="/")
     finally:
         console.close()
     return Launch(spec, popen, time.monotonic())
@@ -290,7 +290,7 @@ def popen_in(init_pid: int, cgroup: Cgroup, argv: Sequence[str], **kwargs: Any
     """Start `argv` inside the node, in its cgroup (so freeze/crash reach it too)."""
     kwargs.setdefault("env", dict(NODE_ENV))
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.Popen(exec_argv(init_pid, argv), preexec_fn=cgroup.joiner(), **kwargs)
+    return subprocess.Popen(cgroup.entered(exec_argv(init_pid, argv)), **kwargs)
 
 
 def run_in(init_pid: int, cgroup: Cgroup, argv: Sequence[str], timeout: float | None,

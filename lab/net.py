@@ -211,14 +211,18 @@ class Fabric:
                 idx = nr.index(iface.name)
                 if quick:
                     # the kernel makes no link-local of its own (it would be tentative for
-                    # ~1 s); the lab adds the same EUI-64 one without DAD
+                    # ~1 s) ...
                     nr.set_link(idx, addr_gen_mode=IN6_ADDR_GEN_MODE_NONE)
-                    nr.add_address(idx, eui64_link_local(node.port(iface.port).mac), 64,
-                                   IFA_F_NODAD)
                 for address in iface.addresses:
                     nr.add_address(idx, str(address.ip), address.network.prefixlen,
                                    IFA_F_NODAD if address.version == 6 else 0)
                 nr.set_link(idx, up=True)
+                if quick:
+                    # ... the lab adds the same EUI-64 one without DAD, once the link is up:
+                    # the kernel then does at once what it does when DAD ends (joins the
+                    # solicited-node group, reports MLD, sends a router solicitation)
+                    nr.add_address(idx, eui64_link_local(node.port(iface.port).mac), 64,
+                                   IFA_F_NODAD)
             for gateway in (node.gateway4, node.gateway6):
                 if gateway is None:
                     continue

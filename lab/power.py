@@ -54,10 +54,9 @@ def start_agent(lab: Lab) -> None:
     log = open(lab.dir / "agent.log", "ab")  # noqa: SIM115 -- handed to the child
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     try:
-        subprocess.Popen([sys.executable, "-m", "lab.power", lab.name, str(lab.dir)],
-                         stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, preexec_fn=cgroup.joiner(),
-                         env=env, cwd="/")
+        subprocess.Popen(cgroup.entered([sys.executable, "-m", "lab.power", lab.name,
+                                         str(lab.dir)]), stdin=subprocess.DEVNULL,
+                         stdout=log, stderr=log, start_new_session=True, env=env, cwd="/")
     finally:
         log.close()
 

@@ -75,9 +75,17 @@ def bootstrap(primary: Node, secondary: Node, files: Mapping[str, str]) -> None:
     if not seeded:
         svc.bootstrap(primary, secondary, RESOURCE, fs=True)
     synced = time.monotonic()
-    # one shell for the whole step (each command through the node costs a process start):
-    # Primary, mount, the files, unmount, Secondary -- and never left Primary or mounted
-    rc, out = primary.execute(_put_files_script(files), timeout=60)
+    # Primary, mount, the files, unmount, Secondary -- and never left Primary or mounted; with
+    # the replicator the role changes go straight to its control socket (what `drbdadm
+    # primary` would send, without starting a process for it), the rest is one shell
+    direct = not svc.real_drbd() and hasattr(svc, "control")
+    if direct:
+        _set_role(primary, "primary")
+    try:
+        rc, out = primary.execute(_put_files_script(files, roles=not direct), timeout=60)
+    finally:
+        if direct:
+            _set_role(primary, "secondary")
     if rc != 0:
         raise RuntimeError(f"{primary.name}: cannot put dnsmasq's files on the disk: {out}")
     primary.lab.log_event("disk.bootstrap", seeded=seeded,
@@ -102,19 +110,30 @@ def write_files_lines(files: Mapping[str, str]) -> list[str]:
     return lines
 
 
-def _put_files_script(files: Mapping[str, str]) -> str:
-    """A shell script that makes the node Primary, mounts the disk, writes `files` (each a
-    quoted here-document, so any content passes unchanged), unmounts and goes Secondary; the
-    last two happen whatever failed before them, and the script fails if anything did."""
-    lines = ["set -u", "cleanup() { umount " + MOUNT + " 2>/dev/null; "
-             f"drbdadm secondary {RESOURCE}; }}",
-             f"drbdadm primary {RESOURCE} || exit 1",
-             f"mkdir -p {MOUNT} && mount -t ext4 /dev/{RESOURCE} {MOUNT} || "
-             "{ cleanup; exit 1; }",
-             "ok=0"]
+def _put_files_script(files: Mapping[str, str], roles: bool = True) -> str:
+    """A shell script that mounts the disk, writes `files` (each a quoted here-document, so
+    any content passes unchanged) and unmounts it -- with `roles`, between `drbdadm primary`
+    and `drbdadm secondary`; the unmount and Secondary happen whatever failed before them,
+    and the script fails if anything did."""
+    secondary = f"drbdadm secondary {RESOURCE}" if roles else "true"
+    lines = ["set -u", "cleanup() { umount " + MOUNT + " 2>/dev/null; " + secondary + "; }"]
+    if roles:
+        lines.append(f"drbdadm primary {RESOURCE} || exit 1")
+    lines += [f"mkdir -p {MOUNT} && mount -t ext4 /dev/{RESOURCE} {MOUNT} || "
+              "{ cleanup; exit 1; }", "ok=0"]
     lines += write_files_lines(files)
-    lines += [f"umount {MOUNT} || ok=1", f"drbdadm secondary {RESOURCE} || ok=1", "exit $ok"]
+    lines += [f"umount {MOUNT} || ok=1", f"{secondary} || ok=1", "exit $ok"]
     return "\n".join(lines) + "\n"
+
+
+def _set_role(node: Node, role: str) -> None:
+    """Primary or Secondary through the replicator's control socket, as `drbdadm` asks it."""
+    request: dict[str, Any] = {"cmd": role}
+    if role == "primary":
+        request["force"] = False
+    reply = _service().control(node, request, RESOURCE, timeout=60)
+    if reply is None or reply.get("rc") != 0:
+        raise RuntimeError(f"{node.name}: {RESOURCE} refused to become {role}: {reply}")
 
 
 def _both_seeded(primary: Node, secondary: Node) -> bool:
