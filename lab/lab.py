@@ -223,8 +223,6 @@ class Lab:
                 for node in self.nodes.values():
                     launches[node.name] = self._launch(node)
                 step("nodes_launch_s")
-            power.start_agent(self)
-            step("power_agent_s")
             running = switch.ready()
             mode, why = detect_mode_cached(running.netns_path, lab_root() / "network-mode.json")
             self._write_identity(mode, network_mode_reason=why, switch_pid=running.init_pid,
@@ -236,6 +234,8 @@ class Lab:
                 launch.ready()
             step("nodes_ready_s")
             for node in self.nodes.values():
+                # one node at a time, wired then booted, as the stack expects: a server's
+                # boot looks at which servers are up already
                 say(f"node {node.name}")
                 node._finish_power_on(launches[node.name], settle=False)
                 step("nodes_wired_s")
@@ -245,6 +245,11 @@ class Lab:
                     self.log_event("node.boot", node=node.name,
                                    boot_s=round(time.monotonic() - booting, 4))
                     step("boot_s")
+            # the power agent is needed only once a node asks to reboot (the request waits for
+            # it in the node's files); started after the containers, its interpreter does not
+            # compete with theirs for the CPU
+            power.start_agent(self)
+            step("power_agent_s")
             if self.stack is not None:
                 say("waiting for the services to be ready (heartbeat's own start-up waits)")
                 waited = self.stack.wait_ready(self)

@@ -54,9 +54,12 @@ def start_agent(lab: Lab) -> None:
     log = open(lab.dir / "agent.log", "ab")  # noqa: SIM115 -- handed to the child
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     try:
-        subprocess.Popen(cgroup.entered([sys.executable, "-m", "lab.power", lab.name,
-                                         str(lab.dir)]), stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, env=env, cwd="/")
+        # joined by a preexec_fn, not `Cgroup.entered`'s shell: when `lab up` returns, the
+        # agent must already be the process it stays (a snapshot of the machine's processes
+        # taken then must not see a shell that later becomes the agent)
+        subprocess.Popen([sys.executable, "-m", "lab.power", lab.name, str(lab.dir)],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True, preexec_fn=cgroup.joiner(), env=env, cwd="/")
     finally:
         log.close()
 
