@@ -104,7 +104,9 @@ prefix=${rest%%/*}; [ -n "$prefix" ] || prefix=64
 nic=${rest#"$prefix"}; nic=${nic#/}
 [ -n "$nic" ] || { log_and_print "ERROR: IPv6addr: no interface in $1"; exit 1; }
 
-configured() { ip -6 -o addr show dev "$nic" | grep -qi " $addr/$prefix "; }
+# ip parses the address, so haresources' zero-padded spelling (…:c0a8:0104) matches the
+# kernel's compressed one (…:c0a8:104); a text match on `ip addr` output would not
+configured() { [ -n "$(ip -6 -o addr show dev "$nic" to "$addr/128" 2>/dev/null)" ]; }
 
 case $2 in
     start)

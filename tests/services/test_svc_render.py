@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -190,3 +191,34 @@ def test_readme_findings_are_the_findings_list() -> None:
     start = readme.index("- **F1 —")
     end = readme.index("\n## ", start)
     assert readme[start:end].strip() == markdown_list().strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/etc/ha.d/resource.d/hto-mapfuncs").exists(),
+                    reason="needs root (a private network namespace) and heartbeat's "
+                           "hto-mapfuncs")
+def test_nonblocking_ipv6addr_start_status_stop_with_haresources_spelling(
+        tmp_path: Path) -> None:
+    """Run the rendered agent for real in a throwaway network namespace, with the address
+    spelled as haresources spells it (zero-padded groups) while the kernel prints it
+    compressed: start adds it once, status sees it, stop removes it."""
+    configs = render_pair(load_seed(), load_profile("fast"), SECRETS, RenderOptions())
+    agent = tmp_path / "IPv6addr"
+    agent.write_text(configs["lsvm1"].file(IPV6ADDR_WRAPPER_PATH).content)
+    arg = "2001:db8:4100:13c2:0:ffff:c0a8:0304/64/enp2s1.3"
+    script = f"""
+        ip link add enp2s1.3 type veth peer name peer0 && ip link set enp2s1.3 up || exit 9
+        ip link set peer0 up
+        sh {agent} {arg} status; echo "before=$?"
+        sh {agent} {arg} start; echo "start=$?"
+        sh {agent} {arg} start; echo "again=$?"
+        sh {agent} {arg} status; echo "running=$?"
+        ip -6 -o addr show dev enp2s1.3 | grep -c c0a8:304
+        sh {agent} {arg} stop; echo "stop=$?"
+        sh {agent} {arg} status; echo "after=$?"
+        ip -6 -o addr show dev enp2s1.3 | grep -c c0a8:304
+    """
+    out = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True,
+                         text=True, timeout=60).stdout
+    lines = [ln for ln in out.splitlines() if "=" in ln or ln.isdigit()]
+    assert lines == ["before=3", "start=0", "again=0", "running=0", "1", "stop=0",
+                     "after=3", "0"], out
