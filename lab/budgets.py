@@ -29,16 +29,16 @@ def detection_s(lab: Any) -> float:
 def takeover_budget_s(lab: Any) -> float:
     """Upper bound for a hard failover's takeover in this lab's profile (see module doc)."""
     return profile_takeover_budget_s(lab.stack.profile, ipv6_vip_count(lab.topology),
-                                     _agent(lab))
+                                     ipv6addr_agent(lab))
 
 
 def failback_budget_s(lab: Any) -> float:
     """Upper bound for the outage of an orderly hand-back (auto_failback): the old holder
     releases, the preferred node starts the whole group, IPv6addr included."""
-    return handover_budget_s(ipv6_vip_count(lab.topology), _agent(lab))
+    return handover_budget_s(ipv6_vip_count(lab.topology), ipv6addr_agent(lab))
 
 
-def _agent(lab: Any) -> str:
+def ipv6addr_agent(lab: Any) -> str:
     """The lab's IPv6addr agent: its own choice, else its profile's."""
     return str(getattr(lab.stack, "ipv6addr", None) or lab.stack.profile.ipv6addr)
 

@@ -6,7 +6,7 @@ insides (probe processes, stream readers, timeline builders) can change without 
 
 from __future__ import annotations
 
-from lab.budgets import detection_s, failback_budget_s, takeover_budget_s
+from lab.budgets import detection_s, failback_budget_s, ipv6addr_agent, takeover_budget_s
 from lab.faults import Nemesis
 from lab.lab import Lab
 from lab.node import Node
@@ -26,6 +26,7 @@ __all__ = [
     "detection_s",
     "expect",
     "failback_budget_s",
+    "ipv6addr_agent",
     "takeover_budget_s",
     "wait_for",
 ]

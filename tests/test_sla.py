@@ -182,7 +182,8 @@ def _budget_table() -> dict[tuple[str, str, str], str]:
         freeze = {b.metric: b for b in load_sla(DEFAULT_PATH).bounds(
             "split_brain_freeze_primary", name) or ()}["outage_s"].value
         out[("split_brain_freeze_primary", name, "fault_outage_s")] = \
-            f"{detect + 25 - 1:g}..{freeze:g}"
+            f"{detect + 25 - 1:g}..{freeze:g}" if profile.ipv6addr == "stock" else \
+            f"<= {takeover + 1:g}"
         for scenario in ("split_brain_heartbeat_link", "asymmetric_heartbeat_loss"):
             out[(scenario, name, "split_brain_s")] = "== 0"
             out[(scenario, name, "outage_s")] = "== 0"

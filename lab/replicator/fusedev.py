@@ -151,8 +151,14 @@ class FuseFile:
         """Mount, answer requests until SIGTERM or the kernel ends the connection, unmount."""
         self.mount()
 
+        stopping = False
+
         def stop(_sig: int, _frame: object) -> None:
-            raise Stop()
+            # once: a second SIGTERM (`drbdadm down` asks again) must not break the unmount
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                raise Stop()
 
         previous = signal.signal(signal.SIGTERM, stop)
         buf = bytearray(MAX_WRITE + 64 * 1024)
@@ -172,9 +178,10 @@ class FuseFile:
         except Stop:
             pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            stopping = True
             self.unmount()
             os.close(self.fd)
+            signal.signal(signal.SIGTERM, previous)
 
     def _handle(self, req: memoryview) -> bool:
         _len, op, unique, node, _uid, _gid, _pid, _ext, _pad = IN_HEADER.unpack_from(req)

@@ -224,7 +224,9 @@ FINDINGS = (*FINDINGS, Finding(
     "stay on the hung node (33.6 s without DNS on the IPv6 VIP, split brain 24.9 s). On thaw "
     "DRBD's after-sb-2pri runs pri-lost-after-sb and the thawed node `reboot -f`s itself; "
     "clients then wait another ~30 s (auto_failback, the stock IPv6addr) before the preferred "
-    "node serves again",
+    "node serves again. With the lab's non-blocking IPv6addr (profile fast, no DAD) the "
+    "standby's advertisements win and clients were served again after 2.1 s, though both nodes "
+    "held every VIP for as long as the hang lasted",
     evidence="pytest scenarios/test_split_brain.py -k freeze -s; or: lab freeze lsvm2; sleep 15; "
     "lab exec lsvm1 -- grep -E 'CRIT|Generic' /var/log/ha-log",
     fixed_by_lab=False,
