@@ -50,7 +50,7 @@ def launch(node: Node) -> None:
         raise RuntimeError(f"{node.name}: {HEARTBEAT} exited {rc}: {out.strip()}")
 
 
-def wait_running(node: Node, timeout: float = 20) -> None:
+def wait_running(node: Node, timeout: float = 60) -> None:
     """Wait until `cl_status hbstatus` answers; on failure the error carries the log's tail."""
     try:
         node.wait_until_succeeds("cl_status hbstatus >/dev/null 2>&1", timeout=timeout)
