@@ -241,7 +241,11 @@ def services_table(status: dict[str, Any]) -> Table:
     """One row per server: what heartbeat gave it (VIPs, disk, daemons) and DRBD's view."""
     vips = status.get("vip", {})
     table = Table(title="the HA pair")
-    for column in ("server", "VIPs", "DRBD", "mounted", "heartbeat", "dnsmasq", "ddclient"):
+    columns = ["server", "VIPs", "DRBD", "mounted", "heartbeat", "dnsmasq", "ddclient"]
+    firewall = status.get("firewall") or {}
+    if firewall:
+        columns.append("firewall")
+    for column in columns:
         table.add_column(column, no_wrap=column == "VIPs")
 
     def mark(value: Any) -> str:
@@ -254,11 +258,22 @@ def services_table(status: dict[str, Any]) -> Table:
                       f"{drbd.get('dstate', '?')}" if drbd else "-",
                       ", ".join(status.get("mounts", {}).get(node, [])) or "-",
                       mark(services.get("heartbeat")), mark(services.get("dnsmasq")),
-                      mark(services.get("ddclient")))
+                      mark(services.get("ddclient")),
+                      *([firewall_cell(firewall.get(node))] if firewall else []))
     unheld = [vip for vip, holder in vips.items() if not holder]
     if unheld:
         table.caption = f"held by nobody: {', '.join(unheld)}"
     return table
+
+
+def firewall_cell(fw: dict[str, Any] | None) -> str:
+    """The seed's ufw on one server: loaded or not, its rules, what its policy denied
+    (`lab fw NODE` lists every rule with its counters)."""
+    if not fw:
+        return "-"
+    if not fw.get("active"):
+        return "[red]not loaded[/]"
+    return f"ufw, {fw.get('rules', 0)} rules\n{fw.get('denied', 0)} denied"
 
 
 def _node(args: argparse.Namespace) -> Node:
