@@ -64,3 +64,13 @@ def test_up_refuses_a_configuration_lint_rejects(tmp_path: Path) -> None:
     assert "drbd0.res" in result.stderr and "192.168.1.6" in result.stderr
     assert ": error: " in result.stderr
     assert not (labs_dir() / name).exists()
+
+
+def test_services_table_shows_each_servers_firewall() -> None:
+    status = {**STATUS, "firewall": {
+        "lsvm1": {"active": True, "rules": 31, "denied": 4, "dropped": 0},
+        "lsvm2": {"active": False, "rules": 0, "denied": 0, "dropped": 0}}}
+    text = render(services_table(status))
+    assert "firewall" in text and "31 rules" in text and "4 denied" in text
+    assert "not loaded" in text
+    assert "firewall" not in render(services_table(STATUS))  # a lab without one: no column
