@@ -29,6 +29,7 @@ from lab.state import (
     check_lab_name,
     lab_root,
     labs_dir,
+    make_labs_dir,
     teardown,
 )
 from lab.topology import Topology, load_topology
@@ -108,7 +109,7 @@ class Lab:
             problems = stack_obj.check(topology)
             if problems:
                 raise ConfigurationError(problems)
-        labs_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_labs_dir()  # placed apart from other labs' churn: see there
         lab_dir = labs_dir() / name
         try:
             lab_dir.mkdir(mode=0o700)

@@ -13,11 +13,13 @@ so it cannot touch another lab or anything else on the machine.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -43,6 +45,31 @@ def lab_root() -> Path:
 
 def labs_dir() -> Path:
     return lab_root() / "labs"
+
+
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS = 0x80086601, 0x40086602  # linux/fs.h, on a 64-bit long
+FS_TOPDIR_FL = 0x00020000
+
+
+def make_labs_dir() -> Path:
+    """`labs_dir()`, made if missing and marked as the top of directory hierarchies (ext4's
+    `chattr +T`): the filesystem then places each lab's directory in a block group of its
+    own instead of the labs directory's. Why: every lab creates and deletes hundreds of files
+    there, and on ext4 without a journal (this machine's root filesystem) the inode allocator
+    skips each inode freed in the last 5-35 s one by one, so in one shared group a new lab's
+    files cost ~0.5 ms each instead of ~0.05 ms (measured: a bare lab's files 0.19-0.28 s
+    before, 0.04-0.09 s after). Best effort: elsewhere the flag is unsupported and ignored."""
+    path = labs_dir()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            flags = struct.unpack("l", fcntl.ioctl(fd, FS_IOC_GETFLAGS, struct.pack("l", 0)))[0]
+            if not flags & FS_TOPDIR_FL:
+                fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("l", flags | FS_TOPDIR_FL))
+        finally:
+            os.close(fd)
+    return path
 
 
 def check_lab_name(name: str) -> None:
