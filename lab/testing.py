@@ -6,6 +6,7 @@ insides (probe processes, stream readers, timeline builders) can change without 
 
 from __future__ import annotations
 
+from lab.audits import AFTER_A_SPLIT
 from lab.budgets import detection_s, failback_budget_s, ipv6addr_agent, takeover_budget_s
 from lab.faults import Nemesis
 from lab.lab import Lab
@@ -16,6 +17,7 @@ from lab.verdict import expect
 from lab.wait import WaitTimeout, wait_for
 
 __all__ = [
+    "AFTER_A_SPLIT",
     "Lab",
     "LabFactory",
     "Nemesis",

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from lab.testing import Lab, Nemesis, Probes, detection_s, expect, takeover_budget_s
+from lab.testing import AFTER_A_SPLIT, Lab, Nemesis, Probes, detection_s, expect, takeover_budget_s
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed, pytest.mark.network]
 
-# what the seed does to itself after a split: DRBD's split-brain and pri-lost-after-sb handlers
-# (their mail to root finds no MTA), heartbeat giving resources up and complaining
-SPLIT_BRAIN_LOGS = [r"split-brain", r"Giving up resources", r"ERROR:", r"CRIT:", r"emergency",
-                    r"mail: command not found"]
-
-
 @pytest.mark.failover
-@pytest.mark.audit(ignore=SPLIT_BRAIN_LOGS, settle=180)
+@pytest.mark.audit(ignore=AFTER_A_SPLIT, settle=180)
 def test_cable_pull_primary(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> None:
     primary, standby = seed_lab.active(), seed_lab.standby()
     with probes.dhcp(clients=20), probes.dns(transport="udp,tcp"):
@@ -50,7 +44,7 @@ def test_guest_vlan_pruned_on_primary(seed_lab: Lab, probes: Probes, nemesis: Ne
 
 
 @pytest.mark.split_brain
-@pytest.mark.audit(ignore=SPLIT_BRAIN_LOGS, settle=180)
+@pytest.mark.audit(ignore=AFTER_A_SPLIT, settle=180)
 def test_switch_reboot(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> None:
     off_for = detection_s(seed_lab) + 5  # longer than deadtime
     with probes.dhcp(clients=20), probes.dns(transport="udp,tcp"):

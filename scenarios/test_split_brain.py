@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 
 from lab.testing import (
+    AFTER_A_SPLIT,
     Lab,
     Nemesis,
     Node,
@@ -27,12 +28,8 @@ from lab.testing import (
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed, pytest.mark.split_brain]
 
-SPLIT_BRAIN_LOGS = [r"split-brain", r"Giving up resources", r"ERROR:", r"CRIT:", r"emergency",
-                    r"mail: command not found"]
-
-
 @pytest.mark.partition
-@pytest.mark.audit(ignore=SPLIT_BRAIN_LOGS, settle=180)
+@pytest.mark.audit(ignore=AFTER_A_SPLIT, settle=180)
 def test_split_brain_heartbeat_link(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> None:
     primary, standby = seed_lab.active(), seed_lab.standby()
     with probes.dhcp(clients=20), probes.dns(transport="udp,tcp"):
@@ -48,7 +45,7 @@ def test_split_brain_heartbeat_link(seed_lab: Lab, probes: Probes, nemesis: Neme
 
 
 @pytest.mark.freeze
-@pytest.mark.audit(ignore=SPLIT_BRAIN_LOGS, settle=180)
+@pytest.mark.audit(ignore=AFTER_A_SPLIT, settle=180)
 def test_split_brain_freeze_primary(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> None:
     primary, standby = seed_lab.active(), seed_lab.standby()
     with probes.dhcp(clients=20), probes.dns(transport="udp,tcp"):
@@ -71,7 +68,7 @@ def test_split_brain_freeze_primary(seed_lab: Lab, probes: Probes, nemesis: Neme
 
 
 @pytest.mark.partition
-@pytest.mark.audit(ignore=SPLIT_BRAIN_LOGS, settle=180)
+@pytest.mark.audit(ignore=AFTER_A_SPLIT, settle=180)
 def test_asymmetric_heartbeat_loss(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> None:
     primary, standby = seed_lab.active(), seed_lab.standby()
     with probes.dhcp(clients=20), probes.dns(transport="udp,tcp"):
