@@ -99,6 +99,7 @@ def test_F20_worked_around_lsvm1_hears_lsvm2(shared_seed_lab: Lab) -> None:
     assert rule(lab["lsvm2"], "from 192.168.1.6 to any port 694").packets > 0
 
 
+@pytest.mark.unsettled  # the recovery after the split varies: F23
 def test_F20_kept_lsvm1_never_hears_lsvm2_and_nobody_serves_after_it_dies(
         lab_factory: LabFactory) -> None:
     lab = lab_factory(stack="seed", keep_findings=["F20"], await_ready=False)

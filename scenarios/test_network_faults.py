@@ -13,6 +13,7 @@ from lab.testing import AFTER_A_SPLIT, Lab, Nemesis, Probes, detection_s, expect
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed, pytest.mark.network]
 
+@pytest.mark.unsettled  # the recovery after the split varies: F23
 @pytest.mark.failover
 @pytest.mark.audit(ignore=AFTER_A_SPLIT, settle=180)
 def test_cable_pull_primary(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> None:

@@ -44,6 +44,7 @@ def test_split_brain_heartbeat_link(seed_lab: Lab, probes: Probes, nemesis: Neme
     expect(probes.metrics(), split_brain_s=0, outage_s=0, duplicate_ips=0, lease_survival=1.0)
 
 
+@pytest.mark.unsettled  # the recovery after the split varies: F23
 @pytest.mark.freeze
 @pytest.mark.audit(ignore=AFTER_A_SPLIT, settle=180)
 def test_split_brain_freeze_primary(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> None:

@@ -284,6 +284,23 @@ FINDINGS = (*FINDINGS, Finding(
     fixed_by_lab=False,
 ))
 
+# Found by running the whole suite several times in a row (make soak).
+FINDINGS = (*FINDINGS, Finding(
+    id="F23",
+    title="how the pair recovers after a split varies from run to run",
+    seed_says="after-sb-0pri discard-least-changes, after-sb-1pri discard-secondary, "
+    "after-sb-2pri call-pri-lost-after-sb (`reboot -f`), auto_failback on, no STONITH",
+    what_happens="in `make soak` (profile fast, 3 whole-suite runs, 2026-11-30) the same "
+    "stories passed twice and ended differently once: after the cable came back in "
+    "`cable_pull_primary` no node held any VIP for the 180 s the scenario waited; after the "
+    "thaw in `split_brain_freeze_primary` DRBD stayed StandAlone (lsvm2 Primary, lsvm1 "
+    "WFConnection) with nothing to reconnect it; in `test_firewall.py`'s F20 case a VIP "
+    "appeared on lsvm2 after lsvm1 died. These three are marked `unsettled`: make nightly and "
+    "make soak run them, make test's gate leaves them out until each outcome is understood",
+    evidence='python -m lab.soak --runs 5 -- -m unsettled; or: pytest -m unsettled --repeat 5',
+    fixed_by_lab=False,
+))
+
 # The seed's host firewall (fixtures/seed/ufw, rendered by lab.services.firewall).
 FINDINGS = (*FINDINGS, Finding(
     id="F20",
