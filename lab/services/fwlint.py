@@ -49,7 +49,7 @@ def needs(texts: Mapping[str, str], node: str) -> list[Need]:
     for res in resources.values():
         me = res.hosts.get(node)
         for peer in res.hosts.values():
-            if me is not None and peer.name != node and _is_ip(peer.address):
+            if me is not None and peer.name != node and is_ip(peer.address):
                 out.append(Need(f"DRBD {res.name}", me.port, "tcp", peer.address,
                                 ipaddress.ip_address(peer.address).version, "drbd0.res",
                                 _line_of(res_text, f"{me.address}:{me.port}")))
@@ -72,7 +72,8 @@ def _v6_range(line: str) -> bool:
     return line.startswith("dhcp-range=") and serves_dhcpv6(line)
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
+    """Whether `text` is one IPv4 or IPv6 address (not a name, not a network)."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -186,7 +186,7 @@ def check_heartbeat(rep: _Report, cfg: NodeConfig, topo: Topology,
             rep.error("ha.cf", d.line, "ucast wants: ucast IFACE ADDRESS")
             continue
         iface, addr = d.args
-        owner = topo.owner_of(addr) if _is_ip(addr) else None
+        owner = topo.owner_of(addr) if fwlint.is_ip(addr) else None
         if owner is None:
             rep.error("ha.cf", d.line, f"ucast {addr}: no node of the topology has this address")
         for n in ha.nodes:
@@ -222,14 +222,6 @@ def check_heartbeat(rep: _Report, cfg: NodeConfig, topo: Topology,
     return tuple(mounts)
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 # -- DRBD -----------------------------------------------------------------------------------------
 def check_drbd(rep: _Report, cfg: NodeConfig, topo: Topology, ha_nodes: Iterable[str]) -> None:
     """The .res matches the topology: its hosts are the HA nodes, at their own addresses."""
@@ -260,7 +252,7 @@ def check_drbd(rep: _Report, cfg: NodeConfig, topo: Topology, ha_nodes: Iterable
                 rep.error("drbd0.res", line_of(f"on {host.name}"), f"on {host.name}: no such "
                           "node in the topology")
                 continue
-            owner = topo.owner_of(host.address) if _is_ip(host.address) else None
+            owner = topo.owner_of(host.address) if fwlint.is_ip(host.address) else None
             if owner != host.name:
                 rep.error("drbd0.res", where, f"on {host.name}: address {host.address} is not "
                           f"{host.name}'s address in the topology"
