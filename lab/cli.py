@@ -43,6 +43,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_TIMEOUT = 124  # as coreutils `timeout`: the command was killed after --timeout
 # modules that add their own subcommands with `register(subparsers)`, if present
 COMMAND_MODULES = ("lab.services.cli", "lab.replicator.cli", "lab.probes.cli", "lab.faults_cli",
+                   "lab.image.cli",
                    "lab.report_cli")
 NODE_FAULTS = ("crash", "start", "shutdown", "reboot", "freeze", "thaw")
 
