@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from lab.backend import BACKENDS, DEFAULT_BACKEND, BackendError
 from lab.container import ContainerError
 from lab.lab import (
     DEFAULT_TOPOLOGY,
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BadInput, ValueError, LabNotFound, LabExists, KeyError) as exc:
         err.print(f"lab: {exc.args[0] if exc.args else exc}", markup=False, highlight=False)
         return EXIT_BAD_INPUT
-    except (LabStateError, NodeError, WaitTimeout, OSError, ContainerError) as exc:
+    except (LabStateError, NodeError, WaitTimeout, OSError, ContainerError, BackendError) as exc:
         err.print(f"lab: {exc}", markup=False, highlight=False)
         return EXIT_FAILURE
     except KeyboardInterrupt:
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="services to run (default: seed when available)")
     up.add_argument("--keep-finding", action="append", default=[], metavar="ID",
                     help="leave the seed's problem ID unfixed (see `lab findings`), e.g. F1")
+    up.add_argument("--backend", choices=BACKENDS,
+                    default=os.environ.get("LAB_BACKEND") or DEFAULT_BACKEND,
+                    help="what a node is: namespaces around the host's userland, or a Docker "
+                         "container from a node image (default: $LAB_BACKEND or namespace)")
+    up.add_argument("--image", default=os.environ.get("LAB_IMAGE") or None,
+                    help="the node image for --backend docker (default: hapair-node:bookworm; "
+                         "`lab image build` makes it)")
     up.set_defaults(handler=cmd_up)
 
     down = named(sub.add_parser("down", help="remove a lab and everything it made"))
@@ -160,7 +168,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack = args.stack or ("seed" if "seed" in available_stacks() else "none")
     name = args.name or os.environ.get("LAB_NAME") or "hapair"
     options = {"keep_findings": args.keep_finding} if stack == "seed" else {}
-    lab = Lab.create(name, topology, profile=args.profile, stack=stack, **options)
+    lab = Lab.create(name, topology, profile=args.profile, stack=stack, backend=args.backend,
+                     image=args.image if args.backend != "namespace" else None, **options)
     started = time.monotonic()
     with console.status(f"[bold]lab {name}[/]: starting") as spinner:
         last = [started]
@@ -171,7 +180,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             last[0] = now
         lab.up(progress)
     console.print(f"lab [bold]{name}[/] up in {time.monotonic() - started:.1f} s "
-                  f"(profile {args.profile}, stack {stack})")
+                  f"(profile {args.profile}, stack {stack}, backend {lab.backend.name})")
     print_status(lab.status())
     return EXIT_OK
 
@@ -195,14 +204,15 @@ def _existing_lab(name: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    table = Table("lab", "profile", "stack", "nodes running")
+    table = Table("lab", "profile", "stack", "backend", "nodes running")
     for name in known_labs():
         try:
             lab = Lab.attach(name)
             running = sum(1 for n in lab if n.state != "stopped")
-            table.add_row(name, lab.profile, lab.stack_name, f"{running}/{len(lab.nodes)}")
+            table.add_row(name, lab.profile, lab.stack_name, lab.backend.name,
+                          f"{running}/{len(lab.nodes)}")
         except (LabNotFound, LabStateError, TopologyError):
-            table.add_row(name, "?", "?", "half-made: `lab down --name " + name + "`")
+            table.add_row(name, "?", "?", "?", "half-made: `lab down --name " + name + "`")
     console.print(table)
     return EXIT_OK
 
@@ -218,12 +228,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def print_status(status: dict[str, Any]) -> None:
+    backend = status.get("backend", "namespace")
+    shown_backend = f" · {backend}" + (f" {status['image']}" if status.get("image") else "")
     table = Table(title=f"lab {status['name']} · {status['network_mode']} · "
-                        f"profile {status['profile']}")
+                        f"profile {status['profile']}{shown_backend}")
     table.add_column("node")
     table.add_column("role")
     table.add_column("state")
     table.add_column("addresses")
+    with_machines = any(n.get("container") for n in status["nodes"].values())
+    if with_machines:
+        table.add_column("container")
     colours = {"running": "green", "frozen": "cyan", "stopped": "red"}
     for name, node in status["nodes"].items():
         addresses = []
@@ -231,8 +246,10 @@ def print_status(status: dict[str, Any]) -> None:
             shown = [a for a in addrs if not a.startswith("fe80")]
             addresses.append(f"{iface}: {', '.join(shown) or '-'}")
         state = node["state"]
+        machine = [f"{node.get('container') or '-'}\n{node.get('image', '')}"] \
+            if with_machines else []
         table.add_row(name, node.get("role", ""), f"[{colours.get(state, 'white')}]{state}[/]",
-                      "\n".join(addresses))
+                      "\n".join(addresses), *machine)
     console.print(table)
     if "services" in status or "drbd" in status:
         console.print(services_table(status))

@@ -77,32 +77,48 @@ class ContainerSpec:
     cgroup: Cgroup
     sysctls: dict[str, str] = field(default_factory=dict)
     private: bool = True  # False for the switch: it needs a network namespace and nothing else
+    source_root: Path = Path("/")  # where persistent files are first copied from
 
     def host_path(self, container_path: str) -> Path:
         return self.fs_root / container_path.lstrip("/")
+
+    def source(self, container_path: str) -> Path:
+        """Where the node's file at `container_path` is first copied from: the host's own
+        (the namespace backend) or an image's files exported to a directory (docker)."""
+        return self.source_root / container_path.lstrip("/")
 
     def populate(self) -> None:
         """Create the node's persistent files on first use (they survive crashes and reboots)."""
         for path, copy in PERSISTENT_DIRS:
             target = self.host_path(path)
-            if target.exists() or not Path(path).is_dir():
+            source = self.source(path)
+            if target.exists() or not source.is_dir():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             if copy:
-                copy_preserving(path, str(target))
+                copy_preserving(str(source), str(target))
             else:
                 target.mkdir(mode=0o755)
-                shutil.copystat(path, target)
+                shutil.copystat(source, target)
         for path, copy in PERSISTENT_FILES:
             target = self.host_path(path)
-            if target.exists() or not Path(path).exists():
+            source = self.source(path)
+            if target.exists() or not source.exists():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             if copy:
-                copy_preserving(os.path.realpath(path), str(target))
+                copy_preserving(str(resolve_within(self.source_root, source)), str(target))
             else:
                 target.write_text(default_file_content(path, self.hostname))
                 target.chmod(0o644)
+
+    def binds(self) -> list[tuple[str, str]]:
+        """(host path, node path) of every persistent file or directory the node has."""
+        binds = []
+        for path, _ in PERSISTENT_DIRS + PERSISTENT_FILES:
+            if self.host_path(path).exists() and self.source(path).exists():
+                binds.append((str(self.host_path(path)), path))
+        return binds
 
     def init_argument(self) -> str:
         """`init_spec()` as one command-line word for lab/container_init.py (marshal: built
@@ -110,13 +126,9 @@ class ContainerSpec:
         return marshal.dumps(self.init_spec()).hex()
 
     def init_spec(self) -> dict[str, Any]:
-        binds = []
-        for path, _ in PERSISTENT_DIRS + PERSISTENT_FILES:
-            if self.host_path(path).exists() and Path(path).exists():
-                binds.append((str(self.host_path(path)), path))
         return {
             "hostname": self.hostname,
-            "binds": binds if self.private else [],
+            "binds": self.binds() if self.private else [],
             "tmpfs": list(VOLATILE_DIRS) if self.private else [],
             "keep": kept_host_dirs() if self.private else [],
             "mkdirs": list(RUN_DIRS) if self.private else [],
@@ -149,6 +161,19 @@ def copy_preserving(src: str, dst: str) -> None:
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
+def resolve_within(root: Path, path: Path) -> Path:
+    """`path` (below `root`) with its symbolic links followed as if `root` were `/`: an image's
+    absolute link must not lead to the host's file of that name."""
+    if root == Path("/"):
+        return Path(os.path.realpath(path))
+    for _ in range(40):
+        if not path.is_symlink():
+            return path
+        target = os.readlink(path)
+        path = root / target.lstrip("/") if target.startswith("/") else path.parent / target
+    raise ContainerError(f"{path}: too many levels of symbolic links")
+
+
 def kept_host_dirs() -> list[str]:
     """The lab's code and interpreter, where they lie below a node's volatile dirs (a checkout
     in /tmp, say): nodes run `python -m lab...` and must see them."""
@@ -170,11 +195,15 @@ def default_file_content(path: str, hostname: str) -> str:
 
 @dataclass
 class Running:
-    """A started container: the `unshare` parent and the node's PID 1 (both host PIDs)."""
+    """A started container: the `unshare` parent and the node's PID 1 (both host PIDs). A
+    backend whose PID 1 has no such parent of ours gives PID 1 for both, and may name its
+    container and the cgroup that holds it."""
 
     unshare_pid: int
     init_pid: int
     popen: subprocess.Popen[bytes] | None = None
+    container: str | None = None
+    cgroup: str | None = None
 
     @property
     def netns_path(self) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import container, power, roles
+from lab.backend import DEFAULT_BACKEND, Launch, NodeBackend, make_backend
 from lab.cgroup import Cgroup
 from lab.container import ContainerSpec
 from lab.net import Fabric, NetworkMode, detect_mode_cached
@@ -60,12 +61,13 @@ class ConfigurationError(ValueError):
 
 class Lab:
     def __init__(self, name: str, topology: Topology, profile: str, stack: Stack | None,
-                 stack_name: str) -> None:
+                 stack_name: str, backend: NodeBackend | None = None) -> None:
         self.name = name
         self.topology = topology
         self.profile = profile
         self.stack = stack
         self.stack_name = stack_name
+        self.backend = backend or make_backend(DEFAULT_BACKEND)
         self.dir = labs_dir() / name
         self.records = Records(self.dir)
         self.nodes = {n: Node(self, spec) for n, spec in topology.nodes.items()}
@@ -89,15 +91,19 @@ class Lab:
         return iter(self.nodes.values())
 
     def __repr__(self) -> str:
-        return f"<Lab {self.name} profile={self.profile} stack={self.stack_name}>"
+        return (f"<Lab {self.name} profile={self.profile} stack={self.stack_name} "
+                f"backend={self.backend.name}>")
 
     # -- creation ---------------------------------------------------------------------------------
     @classmethod
     def create(cls, name: str, topology: Topology | None = None, profile: str = "fast",
-               stack: str = "none", **stack_options: Any) -> Lab:
+               stack: str = "none", backend: str = DEFAULT_BACKEND, image: str | None = None,
+               **stack_options: Any) -> Lab:
         """Claim `name` and write the lab's identity; nothing runs yet. The stack's own check
-        (`lab lint` for the seed) runs first: a broken configuration creates nothing."""
+        (`lab lint` for the seed) runs first: a broken configuration creates nothing. The
+        backend (namespace or docker, with its image) is the lab's for its whole life."""
         check_lab_name(name)
+        backend_obj = make_backend(backend, image)
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
         topology = topology or load_topology(DEFAULT_TOPOLOGY)
@@ -116,7 +122,7 @@ class Lab:
         except FileExistsError:
             raise LabExists(f"a lab named {name!r} already exists ({lab_dir}); `lab down "
                             f"--name {name}` removes it") from None
-        lab = cls(name, topology, profile, stack_obj, stack)
+        lab = cls(name, topology, profile, stack_obj, stack, backend_obj)
         shutil.copyfile(topology.source, lab_dir / "topology.toml")
         lab._write_identity(network_mode=None)
         return lab
@@ -133,7 +139,8 @@ class Lab:
         topology = load_topology(lab_dir / "topology.toml")
         stack = make_stack(identity["stack"], identity["profile"],
                            **identity.get("stack_options", {}))
-        lab = cls(name, topology, identity["profile"], stack, identity["stack"])
+        backend = make_backend(identity.get("backend", DEFAULT_BACKEND), identity.get("image"))
+        lab = cls(name, topology, identity["profile"], stack, identity["stack"], backend)
         return lab
 
     def _write_identity(self, network_mode: str | None, **extra: Any) -> None:
@@ -141,6 +148,7 @@ class Lab:
         identity = {"name": self.name, "profile": self.profile, "stack": self.stack_name,
                     "stack_options": options,
                     "network_mode": network_mode, "created": time.time(),
+                    "backend": self.backend.name, "image": self.backend.image,
                     "topology": self.topology.source, "creator_pid": os.getpid(), **extra}
         tmp = self.dir / "lab.json.tmp"
         tmp.write_text(json.dumps(identity, indent=2))
@@ -198,6 +206,8 @@ class Lab:
             mark = now
 
         try:
+            self.backend.prepare(self)
+            step("backend_prepare_s")
             say("switch")
             spec = self.switch_spec
             self.records.add("cgroup", path=str(spec.cgroup.path))
@@ -206,7 +216,7 @@ class Lab:
             self.records.add("process", pid=switch.popen.pid,
                              start=ProcessRef.of(switch.popen.pid).start, what="switch")
             step("switch_launch_s")
-            launches: dict[str, container.Launch] = {}
+            launches: dict[str, Launch] = {}
             if self.stack is None:
                 # nothing to write between the copies and the boot: each node's container
                 # starts as soon as its files are there, while the next node's are copied
@@ -262,7 +272,7 @@ class Lab:
                 self.down()
             raise
 
-    def _launch(self, node: Node) -> container.Launch:
+    def _launch(self, node: Node) -> Launch:
         self.records.add("cgroup", path=str(node.cgroup.path))
         return node._launch()
 
@@ -335,11 +345,15 @@ class Lab:
                 with suppress(Exception):
                     entry["interfaces"] = node.addresses()
                 entry["processes"] = len(node.cgroup.pids())
+                with suppress(Exception):
+                    entry.update(node.backend.describe(node))
             nodes[node.name] = entry
         status: dict[str, Any] = {
             "name": self.name,
             "profile": self.profile,
             "stack": self.stack_name,
+            "backend": self.backend.name,
+            "image": self.backend.image,
             "network_mode": identity.get("network_mode"),
             "network_mode_reason": identity.get("network_mode_reason"),
             "nodes": nodes,
@@ -352,6 +366,7 @@ class Lab:
 def _populate(nodes: list[Node]) -> None:
     """Give every node its persistent files and the power shims, before anything runs."""
     for node in nodes:
+        node.backend.provision(node)
         node.container_spec.populate()
         power.install_shims(node)
 

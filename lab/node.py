@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab import container
+from lab.backend import Launch
 from lab.cgroup import Cgroup
 from lab.container import ContainerSpec
 from lab.state import ProcessRef
@@ -62,6 +63,8 @@ class Runtime:
     init_pid: int
     init_start: int
     started_mono: float
+    container: str | None = None  # the backend's name for the machine (docker: its ID)
+    cgroup: str | None = None  # the cgroup holding the machine, where the backend chose it
 
 
 class Node:
@@ -70,7 +73,7 @@ class Node:
         self.spec = spec
         self.name = spec.name
         self.dir = lab.dir / "nodes" / spec.name
-        self.cgroup = Cgroup.for_node(lab.name, spec.name)
+        self.backend = lab.backend
         self._popen: subprocess.Popen[bytes] | None = None
         self._host: Any = None
 
@@ -79,10 +82,22 @@ class Node:
 
     # -- identity and state -----------------------------------------------------------------------
     @property
+    def cgroup(self) -> Cgroup:
+        """The cgroup holding every process of the node (its backend says which)."""
+        return self.backend.cgroup(self)
+
+    @property
+    def python(self) -> str:
+        """The interpreter that runs the lab's node-side code inside this node."""
+        return self.backend.python
+
+    @property
     def container_spec(self) -> ContainerSpec:
         return ContainerSpec(hostname=self.name, fs_root=self.dir / "fs",
-                             console=self.dir / "console.log", cgroup=self.cgroup,
-                             sysctls=ROLE_SYSCTLS.get(self.spec.role, {}))
+                             console=self.dir / "console.log",
+                             cgroup=Cgroup.for_node(self.lab.name, self.name),
+                             sysctls=ROLE_SYSCTLS.get(self.spec.role, {}),
+                             source_root=self.backend.source_root(self))
 
     @property
     def runtime(self) -> Runtime | None:
@@ -158,22 +173,21 @@ class Node:
     def _power_on(self, settle: bool) -> None:
         self._finish_power_on(self._launch(), settle)
 
-    def _launch(self) -> container.Launch:
+    def _launch(self) -> Launch:
         """Start the node's container without waiting for it: `Lab.up` starts every node's
-        side by side, then finishes each with `_finish_power_on`. The `unshare` is recorded
-        the instant it exists (it is in the node's cgroup already)."""
-        launch = container.launch(self.container_spec)
-        self._popen = launch.popen
-        self.lab.records.add("process", pid=launch.popen.pid, start=_ticks(launch.popen.pid),
-                             what=f"unshare {self.name}")
+        side by side, then finishes each with `_finish_power_on`. The backend records the
+        machine the instant it exists (the namespace backend's `unshare` is in the node's
+        cgroup already)."""
+        launch = self.backend.launch(self)
+        self._popen = getattr(launch, "popen", None)
         return launch
 
-    def _finish_power_on(self, launch: container.Launch, settle: bool) -> None:
+    def _finish_power_on(self, launch: Launch, settle: bool) -> None:
         """Wait for the container's PID 1, save the runtime record, plug the cables in."""
         running = launch.ready()
         ready = launch.ready_mono or time.monotonic()
         runtime = Runtime(running.unshare_pid, _ticks(running.unshare_pid), running.init_pid,
-                          _ticks(running.init_pid), ready)
+                          _ticks(running.init_pid), ready, running.container, running.cgroup)
         self._save(runtime)
         wiring = time.monotonic()
         self.lab.fabric.wire(self.spec, running.init_pid, running.netns_path, quick=not settle)
@@ -241,7 +255,7 @@ class Node:
         self._require_running()
         self.lab.log_event("node.shutdown", node=self.name)
         if self.cgroup.frozen():
-            self.cgroup.thaw()
+            self.backend.thaw(self)
         try:
             if self.lab.stack is not None:
                 self.lab.stack.halt(self)
@@ -266,9 +280,9 @@ class Node:
             return False
         self.lab.log_event("node.freeze", node=self.name)
         try:
-            self.cgroup.freeze()
+            self.backend.freeze(self)
         except TimeoutError:
-            self.cgroup.thaw()
+            self.backend.thaw(self)
             self.lab.log_event("node.thaw", node=self.name, why="freeze incomplete")
             raise NodeError(f"{self.name}: the freezer could not stop every process within 5 s "
                             "(a task in uninterruptible sleep?); thawed again") from None
@@ -280,7 +294,7 @@ class Node:
         self._require_running()
         if not self.cgroup.frozen():
             return False
-        self.cgroup.thaw()
+        self.backend.thaw(self)
         self.lab.log_event("node.thaw", node=self.name)
         return True
 
@@ -374,10 +388,12 @@ class Node:
             with suppress(WaitTimeout):
                 wait_for(lambda: exited(unshare) or self._reaped(), timeout=2,
                          what=f"{self.name}: unshare to exit")
-        self.cgroup.kill_all(fuse_ids=fuse_ids)
+        cgroup = self.cgroup
+        cgroup.kill_all(fuse_ids=fuse_ids)
         if self._popen is not None:
             self._popen.wait(timeout=10)
             self._popen = None
+        self.backend.discard(self)
         (self.dir / "runtime.json").unlink(missing_ok=True)
 
     def _reaped(self) -> bool:

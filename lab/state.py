@@ -195,6 +195,11 @@ def teardown(name: str, log: Any = None) -> list[str]:
             ref.kill()
             done.append(f"killed process {ref.pid} ({entry.get('what', '?')})")
             _wait_exited(ref)
+    machines, volumes = records.entries("docker_container"), records.entries("docker_volume")
+    if machines or volumes:
+        # the docker backend's containers and volumes, by the IDs and names this lab recorded
+        from lab import docker_backend
+        done += docker_backend.remove_recorded(machines, volumes)
     for entry in records.entries("loop"):
         if _detach_loop(entry):
             done.append(f"detached {entry['device']}")

@@ -23,11 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.image import packages
 from lab.cgroup import DEFAULT_STATE_ROOT
+from lab.image import packages
 
-RECIPE = 1  # bump when the steps below change what a rootfs holds
-POLICY_RC_D = "#!/bin/sh\n# hapair-lab: a node starts its daemons itself, never on install\nexit 101\n"
+RECIPE = 2  # bump when the steps below change what a rootfs holds
+POLICY_RC_D = ("#!/bin/sh\n# hapair-lab: a node starts its daemons itself, never on install\n"
+               "exit 101\n")
+# debootstrap copies the build host's resolver and name into the target: a node must learn
+# neither (the lab writes each node's own)
+NEUTRAL_FILES = {"etc/resolv.conf": "", "etc/hostname": "hapair-node\n"}
 
 Say = Callable[[str], None]
 
@@ -83,6 +87,9 @@ def build(suite: str, say: Say = print, rebuild: bool = False) -> Rootfs:
         _install_packages(suite, root, say)
         _install_python(root, say)
         versions = _versions(root)
+        for name, text in NEUTRAL_FILES.items():
+            (root / name).unlink(missing_ok=True)
+            (root / name).write_text(text)
         say(f"rootfs {suite}: packing {stem.with_suffix('.tar')}")
         _run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-cf",
               str(work / "rootfs.tar"), "."])

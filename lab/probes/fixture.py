@@ -26,7 +26,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -147,7 +146,7 @@ class Probes:
                 targets = (list(servers) if servers is not None
                            else labview.vips_for_segment(self.lab, segment))
                 self.vips += [t for t in targets if t not in self.vips]
-                argv = [sys.executable, "-m", "lab.probes.dns",
+                argv = [self.lab[client].python, "-m", "lab.probes.dns",
                         "--rate", str(rate_hz * max(1, len(targets)) * (2 if os_mode else 1)),
                         "--timeout", str(timeout_s), "--duration", str(max_duration_s),
                         "--probe-id", client, "--mac-map", labview.mac_map_arg(self.lab),
@@ -178,7 +177,7 @@ class Probes:
         """A DHCP fleet of ``clients`` on macvlans in ``node``; ``actions`` like
         ``("renew@10",)``; :meth:`renew`/:meth:`rebind`/:meth:`reboot` force them any time."""
         tag = f"{node[:2]}{self._n % 10}"
-        argv = [sys.executable, "-m", "lab.probes.dhcp", "--clients", str(clients),
+        argv = [self.lab[node].python, "-m", "lab.probes.dhcp", "--clients", str(clients),
                 "--parent", labview.client_iface(self.lab, node), "--probe-id", node,
                 "--duration", str(max_duration_s), "--retransmit-first", str(retransmit_first_s),
                 "--hostname-prefix", f"{node}fleet", "--ifname-prefix", f"f{tag}-",

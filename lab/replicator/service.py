@@ -44,7 +44,8 @@ def mode() -> str:
     return "drbd-kernel" if real_drbd() else "userspace-replicator"
 
 
-def wrapper_text(records: str | None, image_sync: bool = True) -> str:
+def wrapper_text(records: str | None, image_sync: bool = True,
+                 python: str = sys.executable) -> str:
     lines = [
         "#!/bin/sh",
         "# hapair-lab: DRBD-8.4-compatible drbdadm over the userspace replicator "
@@ -55,7 +56,7 @@ def wrapper_text(records: str | None, image_sync: bool = True) -> str:
         lines.append(f"export HAPAIR_LAB_RECORDS={records}")
     if not image_sync:  # see disk.LocalDisk.image_sync
         lines.append("export HAPAIR_REPL_IMAGE_SYNC=0")
-    lines.append(f'exec {sys.executable} -m lab.replicator.drbdadm "$@"')
+    lines.append(f'exec {python} -m lab.replicator.drbdadm "$@"')
     return "\n".join(lines) + "\n"
 
 
@@ -77,7 +78,7 @@ def install(node: Node, image_sync: bool = True) -> None:
         return
     target = node.path("/usr/sbin/drbdadm")
     records = str(node.lab.records.path)
-    text = wrapper_text(records, image_sync)
+    text = wrapper_text(records, image_sync, node.python)
     if not target.exists() or target.read_bytes() != text.encode():
         # in place, never rename: the node sees this file through a bind mount of its inode
         with open(target, "wb") as f:

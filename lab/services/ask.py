@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 def ask_from(node: Any, server: str, name: str, rdtype: str = "A", proto: str = "udp") -> str:
     """The same question asked from inside `node` (its routes, its neighbours), with this
     checkout's code and this interpreter (a CI clone lives elsewhere)."""
-    rc, out = node.execute(f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)} "
+    rc, out = node.execute(f"PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(node.python)} "
                            f"-m lab.services.ask {shlex.quote(server)} {shlex.quote(name)} "
                            f"{rdtype} {proto}")
     if rc != 0:

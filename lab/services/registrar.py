@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from typing import TYPE_CHECKING, Any
 
 from lab.services.pki import Pki
@@ -37,7 +36,7 @@ def install(node: Node, pki: Pki, password: str) -> None:
 
 def start(node: Node, attribution: dict[str, list[int]]) -> int:
     """Start the server inside `node`; returns its host PID once both ports listen."""
-    proc = spawn(node, [sys.executable, "-m", "lab.services.registrar_server",
+    proc = spawn(node, [node.python, "-m", "lab.services.registrar_server",
                        "--password-file", PASSWORD, "--record", RECORD, "--cert", CERT,
                        "--key", KEY, "--attribution", json.dumps(attribution)],
                  "/var/log/registrar.out")

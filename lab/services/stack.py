@@ -13,7 +13,6 @@ import ipaddress
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,7 +203,7 @@ class SeedStack(Stack):
         })
 
     def _boot_server(self, node: Node) -> None:
-        spawn(node, [sys.executable, "-m", "lab.services.syslogd", "/dev/log", SYSLOG_LOG],
+        spawn(node, [node.python, "-m", "lab.services.syslogd", "/dev/log", SYSLOG_LOG],
               "/var/log/syslogd.out")
         node.wait_until_succeeds("test -S /dev/log", timeout=10)
         if node.path(firewall.RULESET_PATH).exists():  # the seed's ufw, up before any daemon
