@@ -9,6 +9,10 @@ STAMP := $(VENV)/.installed
 LAB_NAME ?= hapair
 PROFILE ?= seed
 PYTEST_ARGS ?=
+# what a node is: namespace (the host's userland) or docker (a container from a node image)
+BACKEND ?= namespace
+SUITE ?= bookworm
+IMAGE ?=
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 
 # Debian packages the lab runs (the real daemons) or needs to build nodes and probe them.
@@ -16,11 +20,15 @@ APT_PACKAGES := dnsmasq heartbeat drbd-utils ddclient isc-dhcp-client nftables i
 	tcpdump fuse3 libfuse3-3 tini psmisc e2fsprogs util-linux procps iputils-ping \
 	iputils-arping kmod openssl ca-certificates tmux python3-venv \
 	libio-socket-ssl-perl chromium bind9-dnsutils ldnsutils mininet bridge-utils
+# the docker backend: Debian's engine (the lab starts its own daemon) and what builds images
+ifeq ($(BACKEND),docker)
+APT_PACKAGES += docker.io debootstrap
+endif
 
 .PHONY: help setup host-packages lab-up lab-down test soak bench lint clean nightly
 
 help:
-	@echo "make lab-up     install what is missing, bring the seed's pair up (LAB_NAME=$(LAB_NAME), PROFILE=$(PROFILE))"
+	@echo "make lab-up     install what is missing, bring the seed's pair up (LAB_NAME=$(LAB_NAME), PROFILE=$(PROFILE), BACKEND=namespace|docker)"
 	@echo "make lab-down   remove that lab"
 	@echo "make test       install what is missing, run unit tests and scenarios (JUnit in results/)"
 	@echo "make soak N=10  the whole suite N times in a row -> results/soak.json, flaky tests first"
@@ -29,6 +37,9 @@ help:
 	@echo "make lint       ruff + mypy"
 
 setup: host-packages $(STAMP)
+ifeq ($(BACKEND),docker)
+	$(BIN)/lab image build --suite $(SUITE)
+endif
 
 # Installs only what is missing. A policy-rc.d stops the packages from starting their daemons
 # in the root namespace at install time: the lab runs them only inside its own nodes.
@@ -51,14 +62,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 lab-up: setup
-	$(BIN)/lab up --name $(LAB_NAME) --profile $(PROFILE)
+	$(BIN)/lab up --name $(LAB_NAME) --profile $(PROFILE) --backend $(BACKEND) $(if $(IMAGE),--image $(IMAGE))
 
 lab-down: setup
 	$(BIN)/lab down --name $(LAB_NAME)
 
 test: setup
 	@mkdir -p results/$(RUN_ID)
-	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 -m 'not unsettled' --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS)
+	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 -m 'not unsettled' --lab-backend $(BACKEND) --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS)
 
 soak: setup
 	$(BIN)/python -m lab.soak --runs $(or $(N),10) -- --lab-pool 1 $(PYTEST_ARGS)

@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab.backend import BACKENDS, DEFAULT_BACKEND, BackendError
+from lab.backend import BACKENDS, BackendError
 from lab.container import ContainerError
 from lab.lab import (
     DEFAULT_TOPOLOGY,
@@ -102,11 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="services to run (default: seed when available)")
     up.add_argument("--keep-finding", action="append", default=[], metavar="ID",
                     help="leave the seed's problem ID unfixed (see `lab findings`), e.g. F1")
-    up.add_argument("--backend", choices=BACKENDS,
-                    default=os.environ.get("LAB_BACKEND") or DEFAULT_BACKEND,
+    up.add_argument("--backend", choices=BACKENDS, default=None,
                     help="what a node is: namespaces around the host's userland, or a Docker "
                          "container from a node image (default: $LAB_BACKEND or namespace)")
-    up.add_argument("--image", default=os.environ.get("LAB_IMAGE") or None,
+    up.add_argument("--image", default=None,
                     help="the node image for --backend docker (default: hapair-node:bookworm; "
                          "`lab image build` makes it)")
     up.set_defaults(handler=cmd_up)
@@ -169,7 +168,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     name = args.name or os.environ.get("LAB_NAME") or "hapair"
     options = {"keep_findings": args.keep_finding} if stack == "seed" else {}
     lab = Lab.create(name, topology, profile=args.profile, stack=stack, backend=args.backend,
-                     image=args.image if args.backend != "namespace" else None, **options)
+                     image=args.image, **options)
     started = time.monotonic()
     with console.status(f"[bold]lab {name}[/]: starting") as spinner:
         last = [started]

@@ -97,12 +97,16 @@ class Lab:
     # -- creation ---------------------------------------------------------------------------------
     @classmethod
     def create(cls, name: str, topology: Topology | None = None, profile: str = "fast",
-               stack: str = "none", backend: str = DEFAULT_BACKEND, image: str | None = None,
+               stack: str = "none", backend: str | None = None, image: str | None = None,
                **stack_options: Any) -> Lab:
         """Claim `name` and write the lab's identity; nothing runs yet. The stack's own check
         (`lab lint` for the seed) runs first: a broken configuration creates nothing. The
-        backend (namespace or docker, with its image) is the lab's for its whole life."""
+        backend (namespace or docker, with its image; default $LAB_BACKEND and $LAB_IMAGE) is
+        the lab's for its whole life."""
         check_lab_name(name)
+        backend = backend or os.environ.get("LAB_BACKEND") or DEFAULT_BACKEND
+        if backend != "namespace":
+            image = image or os.environ.get("LAB_IMAGE") or None
         backend_obj = make_backend(backend, image)
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")

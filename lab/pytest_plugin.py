@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from lab import audits, history, rootns
+from lab.backend import BACKENDS
 from lab.faults import Nemesis
 from lab.lab import Lab
 from lab.pool import Key, LabPool, key_of
@@ -62,6 +63,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sla", default=None, metavar="FILE",
                     help="judge every scenario with the `probes` fixture against this SLA "
                          "file (default: fixtures/slas.toml when it exists)")
+    group.addoption("--lab-backend", default=None, choices=BACKENDS,
+                    help="what the labs' nodes are: namespace (the host's userland) or docker "
+                         "(containers from a node image); default: $LAB_BACKEND or namespace")
+    group.addoption("--lab-image", default=None, metavar="IMAGE",
+                    help="the node image with --lab-backend docker (default: "
+                         "hapair-node:bookworm)")
     group.addoption("--history", default=None, metavar="FILE",
                     help="append one record per scenario run to FILE (default: "
                          "results/history.jsonl)")
@@ -69,6 +76,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario_timeout(seconds): this scenario's watchdog")
+    # through the environment: every lab this run makes takes its default from there, those
+    # booted ahead by the pool's child processes and xdist's workers included
+    if config.getoption("--lab-backend"):
+        os.environ["LAB_BACKEND"] = config.getoption("--lab-backend")
+    if config.getoption("--lab-image"):
+        os.environ["LAB_IMAGE"] = config.getoption("--lab-image")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         run_id = workerinput["hapair_run_id"]
