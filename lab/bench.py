@@ -173,6 +173,56 @@ def bench_peer(repeats: int = 5) -> dict[str, Any]:
     return result
 
 
+def bench_backends(repeats: int = 3) -> dict[str, Any]:
+    """Both node backends in the same run: a bare lab's `lab up`/`lab down` through the CLI
+    (medians of `repeats`) and the seed's pair from `lab up` to ready (one run each, fast
+    profile). The docker backend is skipped, with the reason, where it cannot run."""
+    cli = lab_command()
+    result: dict[str, Any] = {}
+    for backend in ("namespace", "docker"):
+        missing = _backend_missing(backend)
+        if missing:
+            result[backend] = {"skipped": missing}
+            continue
+        name = _name(backend[0])
+        ups, downs = [], []
+        for _ in range(repeats):
+            ups.append(_timed([*cli, "up", "--stack", "none", "--profile", "fast",
+                               "--backend", backend, "--name", name]))
+            downs.append(_timed([*cli, "down", "--name", name]))
+        ready = _timed([*cli, "up", "--stack", "seed", "--profile", "fast",
+                        "--backend", backend, "--name", name])
+        seed_down = _timed([*cli, "down", "--name", name])
+        result[backend] = {"bare_up_cli_s_median": statistics.median(ups),
+                           "bare_down_cli_s_median": statistics.median(downs),
+                           "seed_up_to_ready_s": ready, "seed_down_s": seed_down,
+                           "bare_up_cli_s_all": ups, "bare_down_cli_s_all": downs}
+    return result
+
+
+def _backend_missing(backend: str) -> str | None:
+    """Why `backend` cannot run here, or None."""
+    if backend == "namespace":
+        return None
+    try:
+        import docker.errors
+    except ImportError as exc:
+        return f"no docker SDK: {exc}"
+    from lab import dockerd
+    from lab.docker_backend import DEFAULT_IMAGE
+    try:
+        client = dockerd.client()
+        try:
+            client.images.get(os.environ.get("LAB_IMAGE") or DEFAULT_IMAGE)
+        finally:
+            client.close()
+    except docker.errors.ImageNotFound:
+        return "no node image (lab image build)"
+    except Exception as exc:  # no engine: say why, measure the rest
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def run_all(only: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
@@ -180,7 +230,8 @@ def run_all(only: list[str] | None = None) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     plan = {"lab.up_down": bench_up_down, "lab.peer": bench_peer,
-            "lab.footprint": bench_footprint, "lab.parallel": bench_parallel}
+            "lab.footprint": bench_footprint, "lab.parallel": bench_parallel,
+            "lab.backends": bench_backends}
     for key, func in plan.items():
         if not only or any(key.startswith(o) for o in only):
             results[key] = func()

@@ -66,6 +66,7 @@ class DockerBackend:
 
     def __init__(self, image: str | None = None) -> None:
         self.image: str | None = image or DEFAULT_IMAGE
+        self._pinned: dict[str, Any] | None = None
 
     # -- the lab --------------------------------------------------------------------------------
     def prepare(self, lab: Lab) -> None:
@@ -87,18 +88,23 @@ class DockerBackend:
             client.close()
         state = {"image": self.image, "image_id": image.id, "files": str(files)}
         _write_json(lab.dir / STATE_FILE, state)
+        self._pinned = state
         lab.log_event("docker.prepare", engine=how, image=self.image, image_id=image.id)
 
     def _state(self, lab: Lab) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads((lab.dir / STATE_FILE).read_text())
-        except FileNotFoundError:
-            raise BackendError(f"lab {lab.name}: its docker backend was never prepared") from None
-        return data
+        """What `prepare` pinned (read once per process: it never changes)."""
+        if self._pinned is None:
+            self._pinned = _read_json(lab.dir / STATE_FILE)
+            if self._pinned is None:
+                raise BackendError(f"lab {lab.name}: its docker backend was never prepared")
+        return self._pinned
 
     # -- a node ---------------------------------------------------------------------------------
     def source_root(self, node: Node) -> Path:
-        return Path(self._state(node.lab)["files"])
+        try:
+            return Path(self._state(node.lab)["files"])
+        except BackendError:  # before `prepare`: there is nothing to copy from yet
+            return node.dir / "no-image-files"
 
     def provision(self, node: Node) -> None:
         """The node's volume, made (and recorded) once; the node's ``fs`` links to its data."""

@@ -90,4 +90,25 @@ def run_checks() -> list[Check]:
     ):
         ok, detail = _version(argv, package)
         checks.append(Check(label, ok, detail))
+    checks.append(docker_check())
     return checks
+
+
+def docker_check() -> Check:
+    """The docker backend's engine: whose it is and its storage driver, or why there is none.
+    Never starts a daemon (`lab up --backend docker` does, on first use)."""
+    from lab import dockerd
+    try:
+        info = dockerd.info()
+    except Exception as exc:  # an engine that answers badly is still "not usable"
+        return Check("docker backend", False, f"engine unusable: {exc}", required=False)
+    if not info.get("installed"):
+        return Check("docker backend", False, "dockerd not installed (make setup "
+                     "BACKEND=docker)", required=False)
+    if "version" not in info:
+        return Check("docker backend", True, "dockerd installed; the lab starts its own "
+                     f"daemon on first use ({dockerd.DATA_ROOT}, no bridge, no iptables)",
+                     required=False)
+    return Check("docker backend", True, f"{info['engine']} dockerd {info['version']}, "
+                 f"storage {info['storage_driver']}, data root {info['data_root']}",
+                 required=False)
