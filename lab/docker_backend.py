@@ -13,7 +13,9 @@ What a node keeps across power cycles (the same persistent paths as a namespace 
 one Docker volume per node, made on first use from the image's own files; the node's ``fs``
 directory in the lab's state is a link to that volume's data, so every host-side reader and
 writer of node files (the stack, the power agent) works unchanged. The lab's own code is
-mounted read-only over the image's copy, so nodes always run the checkout's code.
+mounted read-only over the image's copy, so nodes always run the checkout's code; the checkout
+and the lab's directory are also mounted at their host paths (node-side commands name files in
+them by those paths, as they do in a namespace node).
 
 Power loss is SIGKILL of every process of the container at once (the node's cgroup, frozen
 first, as for any node), then the container is removed; the next start makes a new one from
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 DEFAULT_IMAGE = f"{packages.IMAGE_REPOSITORY}:{packages.DEFAULT_SUITE}"
 NODE_PYTHON = "/usr/bin/python3"
 LAB_PACKAGE = Path(__file__).resolve().parent
+CHECKOUT = LAB_PACKAGE.parent
 LABEL_NODE = "org.hapair-lab.node"
 LABEL_DIR = "org.hapair-lab.dir"
 LABEL_EXPORT = "org.hapair-lab.export"
@@ -137,9 +140,12 @@ class DockerBackend:
                   for host, path in spec.binds()]
         mounts.append(Mount(target=f"{packages.CODE_DIR}/lab", source=str(LAB_PACKAGE),
                             type="bind", read_only=True))
-        # the lab's own directory at the same path, as a namespace node sees it: the
-        # replicator's backing images and the lab's records are named by host paths
+        # the lab's own directory and the checkout at their own paths, as a namespace node sees
+        # them: the replicator's backing images and the lab's records, dhclient's hook script
+        # and the probes' streams are named by host paths (the checkout read-only)
         mounts.append(Mount(target=str(node.lab.dir), source=str(node.lab.dir), type="bind"))
+        mounts.append(Mount(target=str(CHECKOUT), source=str(CHECKOUT), type="bind",
+                            read_only=True))
         setup = " && ".join(f"mkdir -p {d}" for d in container.RUN_DIRS)
         return {
             "image": self._state(node.lab)["image_id"],
