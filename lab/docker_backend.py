@@ -292,7 +292,9 @@ def remove_recorded(machines: list[dict[str, Any]], volumes: list[dict[str, Any]
         for name, cid in ids.items():
             def remove(ref: str = cid or name) -> None:
                 with contextlib.suppress(docker.errors.NotFound):
-                    client.containers.get(ref).remove(force=True)
+                    made = client.containers.get(ref)
+                    _kill_processes(made)
+                    made.remove(force=True)
                     done.append(f"removed container {ref[:12]}")
             threads.append(threading.Thread(target=remove))
         for t in threads:
@@ -306,6 +308,17 @@ def remove_recorded(machines: list[dict[str, Any]], volumes: list[dict[str, Any]
     finally:
         client.close()
     return done
+
+
+def _kill_processes(made: Any) -> None:
+    """Empty a container's cgroup the lab's way before Docker removes it: SIGKILL while
+    thawing, and abort the FUSE connections of its replicator if a process is stuck on them
+    (Docker's own kill would wait forever for such a process)."""
+    pid = int(made.attrs.get("State", {}).get("Pid") or 0)
+    if not pid:
+        return
+    with contextlib.suppress(OSError, container.ContainerError, TimeoutError):
+        Cgroup(_cgroup_of(pid)).kill_all()
 
 
 def _object_name(node: Node) -> str:
