@@ -58,6 +58,11 @@ LABEL_EXPORT = "org.hapair-lab.export"
 CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN"]
 DEVICES = ["/dev/fuse:/dev/fuse:rwm", "/dev/loop-control:/dev/loop-control:rwm"]
 DEVICE_RULES = ["b 7:* rwm"]  # loop devices, and /dev/drbd0 made over one
+# Docker mounts /proc/sys read-only; the network's part of it belongs to the node's own network
+# namespace, and the lab writes there (the DHCP fleet's per-macvlan settings), as it can in a
+# namespace node. The rest of /proc/sys (the host kernel's) stays read-only.
+NET_SYSCTLS_RW = ("mount --bind /proc/sys/net /proc/sys/net",
+                  "mount -o remount,bind,rw /proc/sys/net")
 STATE_FILE = "docker.json"  # in the lab's directory: the image this lab pinned
 CONTAINER_FILE = "container.json"  # in a node's directory: its current container
 
@@ -146,7 +151,7 @@ class DockerBackend:
         mounts.append(Mount(target=str(node.lab.dir), source=str(node.lab.dir), type="bind"))
         mounts.append(Mount(target=str(CHECKOUT), source=str(CHECKOUT), type="bind",
                             read_only=True))
-        setup = " && ".join(f"mkdir -p {d}" for d in container.RUN_DIRS)
+        setup = " && ".join([*(f"mkdir -p {d}" for d in container.RUN_DIRS), *NET_SYSCTLS_RW])
         return {
             "image": self._state(node.lab)["image_id"],
             "name": name,
