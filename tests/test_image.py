@@ -73,3 +73,25 @@ def test_backends_by_name() -> None:
         make_backend("namespace", "hapair-node:bookworm")
     with pytest.raises(ValueError, match="unknown backend"):
         make_backend("vm")
+
+
+def test_a_lab_keeps_its_backend_and_image(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend is part of the lab's identity: another `lab` process attaching to it gets
+    the same one ($LAB_BACKEND is only the default for new labs)."""
+    from lab.lab import Lab
+    from lab.state import teardown
+    monkeypatch.setenv("HAPAIR_LAB_ROOT", str(tmp_path / "root"))
+    monkeypatch.setenv("LAB_BACKEND", "docker")
+    made = Lab.create("ident", stack="none", image="hapair-node:trixie")
+    try:
+        assert made.identity["backend"] == "docker"
+        monkeypatch.setenv("LAB_BACKEND", "namespace")
+        again = Lab.attach("ident")
+        assert (again.backend.name, again.backend.image) == ("docker", "hapair-node:trixie")
+        assert again.lsvm1.python == "/usr/bin/python3"
+        plain = Lab.create("plain", stack="none")
+        assert (plain.backend.name, plain.backend.image) == ("namespace", None)
+        teardown("plain")
+    finally:
+        teardown("ident")
