@@ -480,15 +480,17 @@ class SlaJudge:
         made = getattr(item, "funcargs", {}).get("probes")
         if made is None or not hasattr(made, "metrics"):
             return []
+        scenario = sla_scenario_of(getattr(item, "originalname", item.name))
+        kind = None if self.sla is None else self.sla.judged_from(scenario)
         try:
-            metrics = made.metrics()
+            metrics = made.metrics(fault_id=first_fault_of(made, kind)) if kind else \
+                made.metrics()
         except Exception:
             if strict:
                 raise
             return []
         record_properties(lambda name, value: item.user_properties.append((name, value)),
                           metrics)
-        scenario = sla_scenario_of(getattr(item, "originalname", item.name))
         profile = str(getattr(getattr(made, "lab", None), "profile", None)
                       or item.config.getoption("--lab-profile"))
         bounds = None if self.sla is None else self.sla.bounds(scenario, profile)
@@ -506,6 +508,17 @@ class SlaJudge:
             repetition=callspec.params.get("hapair_repeat") if callspec is not None else None,
             timeline=str(Path(outdir) / "timeline.png") if outdir is not None else None)
         return [str(v) for v in verdicts or [] if not v.ok]
+
+
+def first_fault_of(probes: Any, kind: str) -> str:
+    """The id of the run's first injected fault of this kind (the SLA's ``judged_from``)."""
+    from lab.probes.records import FaultEvent
+    starts = [f for f in probes.timeline().of(FaultEvent) if f.phase == "start" and f.injected]
+    for fault in starts:
+        if fault.fault == kind:
+            return str(fault.fault_id)
+    raise ValueError(f"the SLA judges this scenario from its first {kind!r} fault, but the run "
+                     f"had none (its faults: {', '.join(f.fault for f in starts) or 'none'})")
 
 
 class HistoryWriter:
