@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab import walk
+from lab import pool_bench, walk
 from lab.lab import Lab
 from lab.state import lab_cgroups, teardown
 
@@ -180,7 +180,8 @@ def run_all(only: list[str] | None = None) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     plan = {"lab.up_down": bench_up_down, "lab.peer": bench_peer,
-            "lab.footprint": bench_footprint, "lab.parallel": bench_parallel}
+            "lab.footprint": bench_footprint, "lab.parallel": bench_parallel,
+            "lab.pool": pool_bench.run_all}
     for key, func in plan.items():
         if not only or any(key.startswith(o) for o in only):
             results[key] = func()

@@ -101,6 +101,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+    if report.when == "setup" and "lab" in item.keywords:
+        # what the scenario waited for its lab: a boot, or a warm lab's hand-over (--lab-pool)
+        item.user_properties.append(("hapair.setup_s", round(report.duration, 3)))
     if report.when == "call" and RECORD_KEY in item.stash:
         report.hapair_record = item.stash[RECORD_KEY]  # carried to the xdist controller
 

@@ -57,14 +57,56 @@ def readiness(lab: Lab, status: dict[str, Any] | None = None) -> dict[str, bool]
     return checks
 
 
+# How long dnsmasq must have been running before a client still without a lease is nudged.
+NUDGE_AFTER_S = 0.3
+
+
+class ClientNudger:
+    """Restarts, once, the DHCP client of each client node still without a lease once dnsmasq
+    serves. At `lab up` the clients boot with the servers and their dhclient backs off
+    (seconds between DISCOVERs: 3.9 s of the fast profile's time to ready, 12.5 s of seed's)
+    while heartbeat waits out its start-up delay; a fresh dhclient asks at once, as a device
+    plugged in after the servers came up would. Only readiness uses it: a client's behaviour
+    during a scenario is dhclient's own."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.serving_since: float | None = None
+        self.nudged: set[str] = set()
+
+    def __call__(self, status: dict[str, Any], checks: dict[str, bool]) -> None:
+        from lab.services import dhclient
+        if not any(s.get("dnsmasq") for s in status.get("services", {}).values()):
+            self.serving_since = None
+            return
+        now = time.monotonic()
+        if self.serving_since is None:
+            self.serving_since = now
+        if now - self.serving_since < NUDGE_AFTER_S:
+            return
+        for node in self.lab:
+            if (node.spec.role == "client" and node.name not in self.nudged
+                    and node.state == "running" and not checks.get(f"{node.name} has a lease")):
+                self.nudged.add(node.name)
+                dhclient.restart(node, node.spec.interfaces[0].name)
+                self.lab.log_event("client.dhcp_nudge", node=node.name)
+
+
 def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.25) -> float:
     """Wait until every readiness check holds; returns the seconds waited. On timeout the
     error names the checks still failing and ends with the servers' heartbeat logs."""
     start = time.monotonic()
+    nudge = ClientNudger(lab)
+
+    def look() -> dict[str, bool]:
+        status = lab.status()
+        checks = readiness(lab, status)
+        nudge(status, checks)
+        return checks
     try:
-        wait_for(lambda: readiness(lab), until=lambda checks: bool(checks) and all(
-            checks.values()), timeout=timeout, interval=poll, max_interval=poll,
-            what=f"lab {lab.name} to be ready")
+        wait_for(look, until=lambda checks: bool(checks) and all(checks.values()),
+                 timeout=timeout, interval=poll, max_interval=poll,
+                 what=f"lab {lab.name} to be ready")
     except WaitTimeout as exc:
         checks = exc.last if isinstance(exc.last, dict) else {}
         failing = [k for k, ok in checks.items() if not ok]
