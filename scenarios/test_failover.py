@@ -30,6 +30,7 @@ from lab.testing import (
     expect,
     failback_budget_s,
     takeover_budget_s,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed, pytest.mark.failover]
@@ -182,14 +183,18 @@ def probes_vips(lab: Lab, segment: str) -> list[str]:
     return [str(v.address) for v in lab.topology.vips if v.segment == segment]
 
 
-def c1_slaac_address(lab: Lab) -> str:
+def c1_slaac_address(lab: Lab, timeout: float = 20.0) -> str:
+    """c1's SLAAC address in vlan1's prefix. A lab is ready once c1 holds a DHCP lease, which can
+    come before dnsmasq's first router advertisement has reached c1: wait for the address."""
+    __tracebackhide__ = True
     prefix = lab.topology.segments["vlan1"].ipv6
     assert prefix is not None
-    addrs = [a.split()[0] for a in lab["c1"].addresses()["eth0"]]
-    slaac = [str(ipaddress.ip_interface(a).ip) for a in addrs
-             if ":" in a and ipaddress.ip_interface(a).ip in prefix]
-    assert slaac, f"c1 has no SLAAC address in {prefix}: {addrs}"
-    return slaac[0]
+
+    def slaac() -> list[str]:
+        addrs = [a.split()[0] for a in lab["c1"].addresses()["eth0"]]
+        return [str(ipaddress.ip_interface(a).ip) for a in addrs
+                if ":" in a and ipaddress.ip_interface(a).ip in prefix]
+    return wait_for(slaac, timeout=timeout, what=f"a SLAAC address in {prefix} on c1")[0]
 
 
 def router_advertised_by(client: Node, server: Node) -> bool:
