@@ -69,7 +69,7 @@ lab-down: setup
 
 test: setup
 	@mkdir -p results/$(RUN_ID)
-	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 -m 'not unsettled' --lab-backend $(BACKEND) --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS)
+	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 --lab-backend $(BACKEND) --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS)
 
 soak: setup
 	$(BIN)/python -m lab.soak --runs $(or $(N),10) -- --lab-pool 1 $(PYTEST_ARGS)

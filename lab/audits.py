@@ -57,14 +57,19 @@ def vip_findings(status: Mapping[str, Any]) -> list[Finding]:
     vips = status.get("vip")
     if vips is None:
         return []
-    holders = _all_holders(status)
     found = []
-    for vip, holder in sorted(vips.items()):
-        nodes = holders.get(vip, [holder] if holder else [])
+    for vip, nodes in sorted(holders_by_vip(status).items()):
         if len(nodes) != 1:
             found.append(Finding("vips", f"{vip} is held by {len(nodes)} nodes "
                                          f"({', '.join(nodes) or 'none'})", vip))
     return found
+
+
+def holders_by_vip(status: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Every VIP of the topology, with every node whose interfaces carry it (none: [])."""
+    holders = _all_holders(status)
+    return {vip: holders.get(vip, [holder] if holder else [])
+            for vip, holder in (status.get("vip") or {}).items()}
 
 
 def _all_holders(status: Mapping[str, Any]) -> dict[str, list[str]]:

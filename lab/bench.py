@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lab import walk
+from lab import pool_bench, walk
 from lab.lab import Lab
 from lab.state import lab_cgroups, teardown
 
@@ -231,7 +231,7 @@ def run_all(only: list[str] | None = None) -> dict[str, Any]:
     }
     plan = {"lab.up_down": bench_up_down, "lab.peer": bench_peer,
             "lab.footprint": bench_footprint, "lab.parallel": bench_parallel,
-            "lab.backends": bench_backends}
+            "lab.pool": pool_bench.run_all, "lab.backends": bench_backends}
     for key, func in plan.items():
         if not only or any(key.startswith(o) for o in only):
             results[key] = func()

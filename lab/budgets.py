@@ -18,6 +18,9 @@ STOCK_IPV6ADDR_S = 7.5  # per IPv6 VIP: DAD + 5 unsolicited NAs 1 s apart (measu
 RESOURCE_CHAIN_S = 1.0  # drbddisk + Filesystem + 2 x IPaddr + dnsmasq start (measured ~0.5 s)
 DRBD_DEFAULT_PING_INT_S = 10.0
 MARGIN_S = 4.0
+# A (re)started heartbeat negotiates for ~10 s before it takes its resources (its hard-coded
+# start-up delay; measured 11 s from "Local status now set to: 'up'" to the acquisition).
+HEARTBEAT_STARTUP_S = 10.0
 
 
 def detection_s(lab: Any) -> float:
@@ -30,6 +33,13 @@ def takeover_budget_s(lab: Any) -> float:
     """Upper bound for a hard failover's takeover in this lab's profile (see module doc)."""
     return profile_takeover_budget_s(lab.stack.profile, ipv6_vip_count(lab.topology),
                                      ipv6addr_agent(lab))
+
+
+def settle_quiet_s(lab: Any) -> float:
+    """How long the pair's state must stay unchanged before it counts as settled after a fault:
+    long enough for a heartbeat that restarts itself (it does after a partition) to detect its
+    peer, finish its start-up negotiation and run a whole takeover."""
+    return detection_s(lab) + HEARTBEAT_STARTUP_S + takeover_budget_s(lab)
 
 
 def failback_budget_s(lab: Any) -> float:

@@ -16,12 +16,13 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from lab import container, power, roles
+from lab import container, power, recovery, roles
 from lab.backend import DEFAULT_BACKEND, Launch, NodeBackend, make_backend
 from lab.cgroup import Cgroup
 from lab.container import ContainerSpec
 from lab.net import Fabric, NetworkMode, detect_mode_cached
 from lab.node import Node
+from lab.recovery import Recovery
 from lab.stack import Stack, make_stack
 from lab.state import (
     LabStateError,
@@ -73,6 +74,8 @@ class Lab:
         self.nodes = {n: Node(self, spec) for n, spec in topology.nodes.items()}
         self._fabric: Fabric | None = None
         self._switch_popen: Any = None
+        # state checks the scenario's own ending breaks on purpose (see expect_settled)
+        self.audit_accepts: set[str] = set()
 
     def __getitem__(self, name: str) -> Node:
         try:
@@ -331,6 +334,58 @@ class Lab:
         __tracebackhide__ = True
         wait_for(lambda: self.health_findings(skip), until=lambda found: not found,
                  timeout=timeout, what=f"lab {self.name} to be healthy")
+
+    def settled(self, timeout: float = 180.0, quiet_s: float | None = None) -> Recovery:
+        """Wait until the pair is healthy, or until what clients and the disks see (VIP
+        holders, dnsmasq, each replica's role and states) has not changed, and no server's
+        heartbeat has logged a line, for ``quiet_s`` (default: budgets.settle_quiet_s, long
+        enough for a restarted heartbeat to negotiate and take over) — then name that ending
+        (lab.recovery)."""
+        __tracebackhide__ = True
+        from lab import budgets
+        quiet = quiet_s if quiet_s is not None else budgets.settle_quiet_s(self)
+        seen: dict[str, Any] = {"since": time.monotonic(), "sig": None}
+
+        def ha_log_sizes() -> tuple[int, ...]:
+            sizes = []
+            for node in roles.servers(self):
+                try:
+                    sizes.append(node.path("/var/log/ha-log").stat().st_size)
+                except OSError:
+                    sizes.append(-1)
+            return tuple(sizes)
+
+        def look() -> Recovery:
+            status = self.status()
+            sig = (recovery.signature(status), ha_log_sizes())
+            if sig != seen["sig"]:
+                seen.update(sig=sig, since=time.monotonic())
+            return recovery.classify(status)
+
+        def done(found: Recovery) -> bool:
+            return (found.ending == recovery.HEALTHY or
+                    time.monotonic() - seen["since"] >= quiet)
+        return wait_for(look, until=done, timeout=timeout, interval=0.5, max_interval=1.0,
+                        what=f"lab {self.name} to settle ({quiet:.0f} s unchanged, or healthy)")
+
+    def expect_settled(self, *endings: str, timeout: float = 180.0) -> Recovery:
+        """Wait for the pair to settle (`settled`) and fail unless it ended in one of
+        ``endings`` (lab.recovery's names). The ending is logged as a lab event; the audit
+        after the scenario then leaves out the state checks that ending breaks on purpose,
+        and still runs the rest."""
+        __tracebackhide__ = True
+        unknown = [e for e in endings if e not in recovery.ENDINGS]
+        if unknown or not endings:
+            raise ValueError(f"endings must be some of {', '.join(recovery.ENDINGS)}; "
+                             f"got {', '.join(endings) or 'none'}")
+        found = self.settled(timeout=timeout)
+        self.log_event("pair.settled", ending=found.ending, server=found.server,
+                       findings=list(found.findings))
+        if found.ending not in endings:
+            raise AssertionError(f"lab {self.name} settled as {found}; this scenario knows "
+                                 f"only: {', '.join(endings)}")
+        self.audit_accepts.update(recovery.BREAKS[found.ending])
+        return found
 
     def wait_until(self, condition: Callable[[], Any], timeout: float = 60.0,
                    what: str = "") -> Any:

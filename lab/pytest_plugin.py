@@ -114,6 +114,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+    if report.when == "setup" and "lab" in item.keywords:
+        # what the scenario waited for its lab: a boot, or a warm lab's hand-over (--lab-pool)
+        item.user_properties.append(("hapair.setup_s", round(report.duration, 3)))
     if report.when == "call" and RECORD_KEY in item.stash:
         report.hapair_record = item.stash[RECORD_KEY]  # carried to the xdist controller
 
@@ -281,6 +284,7 @@ def _log_offsets(lab: Lab) -> dict[str, int]:
 def _audit(lab: Lab, request: pytest.FixtureRequest, offsets: dict[str, int]) -> None:
     marker = request.node.get_closest_marker("audit")
     skip = list(marker.kwargs.get("skip", ())) if marker else []
+    skip += sorted(lab.audit_accepts - set(skip))  # what the scenario's named ending breaks
     ignore = list(marker.kwargs.get("ignore", ())) if marker else []
     settle = float(marker.kwargs.get("settle", 60)) if marker else 60.0
     # the cluster may still be settling (a failback, a node rebooting itself): wait for it
@@ -492,15 +496,17 @@ class SlaJudge:
         made = getattr(item, "funcargs", {}).get("probes")
         if made is None or not hasattr(made, "metrics"):
             return []
+        scenario = sla_scenario_of(getattr(item, "originalname", item.name))
+        kind = None if self.sla is None else self.sla.judged_from(scenario)
         try:
-            metrics = made.metrics()
+            metrics = made.metrics(fault_id=first_fault_of(made, kind)) if kind else \
+                made.metrics()
         except Exception:
             if strict:
                 raise
             return []
         record_properties(lambda name, value: item.user_properties.append((name, value)),
                           metrics)
-        scenario = sla_scenario_of(getattr(item, "originalname", item.name))
         profile = str(getattr(getattr(made, "lab", None), "profile", None)
                       or item.config.getoption("--lab-profile"))
         bounds = None if self.sla is None else self.sla.bounds(scenario, profile)
@@ -518,6 +524,17 @@ class SlaJudge:
             repetition=callspec.params.get("hapair_repeat") if callspec is not None else None,
             timeline=str(Path(outdir) / "timeline.png") if outdir is not None else None)
         return [str(v) for v in verdicts or [] if not v.ok]
+
+
+def first_fault_of(probes: Any, kind: str) -> str:
+    """The id of the run's first injected fault of this kind (the SLA's ``judged_from``)."""
+    from lab.probes.records import FaultEvent
+    starts = [f for f in probes.timeline().of(FaultEvent) if f.phase == "start" and f.injected]
+    for fault in starts:
+        if fault.fault == kind:
+            return str(fault.fault_id)
+    raise ValueError(f"the SLA judges this scenario from its first {kind!r} fault, but the run "
+                     f"had none (its faults: {', '.join(f.fault for f in starts) or 'none'})")
 
 
 class HistoryWriter:

@@ -259,7 +259,8 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
                 + (f"; {real} real OS client{'s' if real != 1 else ''} (dhclient)"
                    if real > 0 else ""),
                 fontsize=9, loc="left")
-            ax.legend(loc="upper right", fontsize=7, ncol=7, framealpha=0.8)
+            if ax.get_legend_handles_labels()[0]:  # a lane with nothing drawn has no legend
+                ax.legend(loc="upper right", fontsize=7, ncol=7, framealpha=0.8)
         else:
             ax.text(0.5, 0.5, "no records", ha="center", va="center", transform=ax.transAxes)
         for start, end, _label, injected in windows:

@@ -8,6 +8,8 @@ the bound syntax of :mod:`lab.verdict`::
     [kill_primary.fast]       # bounds of one profile (they win over shared ones)
     takeover_s = "<= 21.5"
     registrar_updates.ok = ">= 1"   # dotted: a key inside a dict metric
+    [replication_cut_then_primary_crash]
+    judged_from = "crash"     # metrics from the first crash, not the run's first fault
 
 A scenario is its test function's name without ``test_``. Every bound keeps where it was
 written (``slas.toml:12``), so a breach names the line to argue with. tomllib gives no line
@@ -43,10 +45,17 @@ class SlaError(ValueError):
         self.problems = problems
 
 
+# A scenario table's own setting, not a bound: which fault its metrics are measured from.
+JUDGED_FROM = "judged_from"
+
+
 @dataclass(frozen=True)
 class ScenarioSla:
     shared: tuple[Bound, ...] = ()
     by_profile: Mapping[str, tuple[Bound, ...]] = field(default_factory=dict)
+    # the kind of fault (crash, cut, partition, ...) whose first occurrence the metrics are
+    # measured from; None: the run's first injected fault
+    judged_from: str | None = None
 
     def bounds(self, profile: str) -> tuple[Bound, ...]:
         """The shared bounds, each replaced by the profile's own bound on the same metric."""
@@ -64,6 +73,10 @@ class Sla:
         """The bounds of one scenario in one profile; None when the file says nothing of it."""
         entry = self.scenarios.get(scenario)
         return None if entry is None else entry.bounds(profile)
+
+    def judged_from(self, scenario: str) -> str | None:
+        entry = self.scenarios.get(scenario)
+        return None if entry is None else entry.judged_from
 
 
 # -- metric names ---------------------------------------------------------------------------
@@ -186,8 +199,16 @@ def parse_sla(text: str, src: str, profiles: Iterable[str],
             continue
         shared: list[Bound] = []
         by_profile: dict[str, list[Bound]] = {}
+        judged_from: str | None = None
         for key, value in table.items():
             base: tuple[str, ...]
+            if key == JUDGED_FROM:
+                if isinstance(value, str) and re.fullmatch(r"[a-z_]+", value):
+                    judged_from = value
+                else:
+                    problem((scenario, key), f"{scenario}.{key}: expected a fault kind such "
+                            f"as \"crash\" or \"partition\", got {value!r}")
+                continue
             if key in profiles and isinstance(value, dict):
                 target, base = by_profile.setdefault(key, []), (scenario, key)
                 leaves = list(_leaves((), value))
@@ -209,7 +230,8 @@ def parse_sla(text: str, src: str, profiles: Iterable[str],
                 except BoundError as exc:
                     problem(path, f"{'.'.join(base)}.{exc}")
         entries[scenario] = ScenarioSla(tuple(shared),
-                                        {p: tuple(b) for p, b in by_profile.items()})
+                                        {p: tuple(b) for p, b in by_profile.items()},
+                                        judged_from)
     if problems:
         raise SlaError(problems)
     return Sla(src, entries)

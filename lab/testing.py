@@ -13,11 +13,16 @@ from lab.lab import Lab
 from lab.node import Node
 from lab.probes.fixture import Probes
 from lab.pytest_plugin import LabFactory, artifact_dir
+from lab.recovery import HEALTHY, SERVED_ALONE, SERVED_UNREPLICATED, UNSERVED
 from lab.verdict import expect
 from lab.wait import WaitTimeout, wait_for
 
 __all__ = [
     "AFTER_A_SPLIT",
+    "HEALTHY",
+    "SERVED_ALONE",
+    "SERVED_UNREPLICATED",
+    "UNSERVED",
     "Lab",
     "LabFactory",
     "Nemesis",

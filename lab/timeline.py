@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.probes.clock import ClockMap, ClockPair, sample_pair
-from lab.probes.logparse import parse_dhclient_event_line, parse_lines
+from lab.probes.logparse import parse_dhclient_event_line, parse_lines, parse_registrar_line
 from lab.probes.records import Record, from_dict, to_dict
 
 R = TypeVar("R")
@@ -137,10 +137,13 @@ def read_jsonl(path: Path) -> list[Record]:
 def read_log(
     path: Path, node: str, source: str, clock: ClockMap, tz: tzinfo | None = None
 ) -> list[Record]:
-    """A node's log file (heartbeat / dnsmasq / replicator / dhclient) as timeline records."""
+    """A node's log file (heartbeat / dnsmasq / replicator / dhclient / registrar) as timeline
+    records."""
     with path.open(errors="replace") as f:
         if source == "dhclient":
             return [e for e in map(lambda x: parse_dhclient_event_line(x, node), f) if e]
+        if source == "registrar":
+            return [e for e in map(parse_registrar_line, f) if e]
         return list(parse_lines(f, node, source, clock, tz))
 
 

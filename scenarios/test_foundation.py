@@ -277,7 +277,9 @@ def test_shutdown_and_reboot(lab: Lab) -> None:
     assert lab.inet.state == "stopped" and lab.inet.cgroup.pids() == []
     assert not pings(lab.rtbr1, "203.0.113.10")
     lab.inet.start()
-    assert pings(lab.rtbr1, "203.0.113.10")
+    # rtbr1 still holds the failed ARP entry from the ping above and re-probes on its own 1 s
+    # timer, so the first ping after the start may wait longer than its -W1: wait for it
+    wait_for(lambda: pings(lab.rtbr1, "203.0.113.10"), timeout=10, what="inet reachable again")
     lab.inet.succeed("touch /srv/survives-reboot /run/volatile")
     lab.inet.reboot()
     assert lab.inet.execute("test -e /srv/survives-reboot")[0] == 0

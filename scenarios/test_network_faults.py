@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import pytest
 
-from lab.testing import AFTER_A_SPLIT, Lab, Nemesis, Probes, detection_s, expect, takeover_budget_s
+from lab.testing import (
+    AFTER_A_SPLIT,
+    HEALTHY,
+    UNSERVED,
+    Lab,
+    Nemesis,
+    Probes,
+    detection_s,
+    expect,
+    takeover_budget_s,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.seed, pytest.mark.network]
 
-@pytest.mark.unsettled  # the recovery after the split varies: F23
 @pytest.mark.failover
 @pytest.mark.audit(ignore=AFTER_A_SPLIT, settle=180)
 def test_cable_pull_primary(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> None:
@@ -23,7 +32,9 @@ def test_cable_pull_primary(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> 
         with nemesis.cut(primary):              # both VLANs: the whole cable
             probes.wait_served_by(standby)
             probes.confirm_leases()
-        seed_lab.wait_healthy(timeout=180)      # cable back: both were Primary meanwhile
+        # cable back: both were Primary meanwhile. Heartbeat's restart after the partition and
+        # DRBD's pri-lost-after-sb reboot race; now and then both give everything up (F23)
+        seed_lab.expect_settled(HEALTHY, UNSERVED)
     expect(probes.metrics(), takeover_s=f"<= {takeover_budget_s(seed_lab)}",
            lease_survival=1.0, duplicate_ips=0)
 

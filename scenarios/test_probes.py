@@ -158,10 +158,13 @@ DHCP = ["--dhcp-range=192.168.1.21,192.168.1.234,12h", "--dhcp-authoritative", "
 def bare_pair(lab_factory: Callable[..., Lab]) -> Iterator[Lab]:
     """A bare lab where lsvm2 serves DNS+DHCP on the VIP 192.168.1.4, lsvm1 DNS only."""
     lab = lab_factory(stack="none")
+    # the VIP first: an address that appears while dnsmasq is still starting can fall between
+    # its first look at the interfaces and its netlink watch (--bind-dynamic), and then it
+    # never listens there (one soak run: no answer on the VIP for 20 s)
+    lab["lsvm2"].succeed("ip addr add 192.168.1.4/24 dev enp2s1")
     procs = [lab["lsvm2"].popen([*DNSMASQ, *DHCP], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL),
              lab["lsvm1"].popen(DNSMASQ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    lab["lsvm2"].succeed("ip addr add 192.168.1.4/24 dev enp2s1")
     lab["c1"].wait_until_succeeds(
         f"PYTHONPATH={REPO} {sys.executable} -m lab.probes.dns --server {VIP4} --rate 10 "
         "--duration 0.3 --timeout 0.2 --no-neighbours | grep -q NOERROR", timeout=20)
@@ -225,7 +228,13 @@ def test_instrument_takeover_agrees_with_capture_on_bare_lab(bare_pair: Lab,
     (bare_probes.outdir / "ground_truth.json").write_text(json.dumps(
         {"takeover_probe_s": m.takeover_s, "takeover_wire_s": wire_takeover}))
     assert abs(m.takeover_s - wire_takeover) < 0.1, (m.takeover_s, wire_takeover)
-    assert set(m.answered_by[VIP4]) == {"lsvm1", "lsvm2"}
+    by = m.answered_by[VIP4]
+    assert set(by) - {"?"} == {"lsvm1", "lsvm2"}, by
+    # a reply to a query that left while c1 still had lsvm2's MAC and came back after c1 had
+    # learned lsvm1's cannot be told apart: counted as "?", and only such replies
+    untold = [s for s in tl.records if isinstance(s, DnsSample) and s.ok and s.server == VIP4
+              and s.node is None]
+    assert all((s.error or "").startswith("neighbour changed") for s in untold), untold
 
 
 def test_lab_measure_json_on_bare_lab(bare_pair: Lab) -> None:

@@ -16,6 +16,9 @@ import pytest
 
 from lab.testing import (
     AFTER_A_SPLIT,
+    HEALTHY,
+    SERVED_UNREPLICATED,
+    UNSERVED,
     Lab,
     Nemesis,
     Node,
@@ -44,7 +47,6 @@ def test_split_brain_heartbeat_link(seed_lab: Lab, probes: Probes, nemesis: Neme
     expect(probes.metrics(), split_brain_s=0, outage_s=0, duplicate_ips=0, lease_survival=1.0)
 
 
-@pytest.mark.unsettled  # the recovery after the split varies: F23
 @pytest.mark.freeze
 @pytest.mark.audit(ignore=AFTER_A_SPLIT, settle=180)
 def test_split_brain_freeze_primary(seed_lab: Lab, probes: Probes, nemesis: Nemesis) -> None:
@@ -54,8 +56,13 @@ def test_split_brain_freeze_primary(seed_lab: Lab, probes: Probes, nemesis: Neme
         with nemesis.freeze(primary):
             window = detection_s(seed_lab) + 25
             probes.window(window)               # the standby's takeover, and what follows it
-        seed_lab.wait_healthy(timeout=240)
-        probes.confirm_leases()
+        # after the thaw both hold everything; three endings race (F23): the thawed node's
+        # replicator meets newer data while still Primary and drops to StandAlone, serving on;
+        # or DRBD's pri-lost-after-sb reboots it while heartbeat restarts on the other and
+        # neither takes the group again; or heartbeat sorts it out and DRBD resyncs
+        ending = seed_lab.expect_settled(HEALTHY, SERVED_UNREPLICATED, UNSERVED, timeout=240)
+        if ending.server is not None:
+            probes.confirm_leases()
     print(f"{standby.name}'s resource lines while {primary.name} was frozen:\n" +
           "\n".join(line for line in ha_log(standby).splitlines() if "CRIT" in line))
     m = probes.metrics()
@@ -65,7 +72,9 @@ def test_split_brain_freeze_primary(seed_lab: Lab, probes: Probes, nemesis: Neme
     else:
         # no DAD to fail: the standby's advertisements win over the hung node's kernel
         expect(m, takeover_s=f"<= {takeover_budget_s(seed_lab)}")
-    expect(m, split_brain_s="> 1", duplicate_ips=0, lease_survival=1.0)
+    expect(m, split_brain_s="> 1", duplicate_ips=0)
+    if ending.server is not None:  # nobody left to ask otherwise
+        expect(m, lease_survival=1.0)
 
 
 @pytest.mark.partition

@@ -318,3 +318,33 @@ def test_a_bad_sla_file_stops_the_run_before_any_test(pytester: pytest.Pytester)
     err = result.stderr.str()
     assert "slas.toml:2: fake_quiet.fast.takeover_s: '=< 3' is not a bound" in err
     assert "slas.toml:3: unknown scenario 'fake_typo'" in err
+
+
+def test_a_scenario_can_be_judged_from_a_later_fault_than_its_first() -> None:
+    sla = parse_sla('[cut_then_crash]\njudged_from = "crash"\ntakeover_s = "<= 7"\n', "s.toml",
+                    PROFILES)
+    assert sla.judged_from("cut_then_crash") == "crash"
+    assert [b.metric for b in sla.bounds("cut_then_crash", "fast") or ()] == ["takeover_s"]
+    assert sla.judged_from("other") is None
+    with pytest.raises(SlaError) as err:
+        parse_sla('[x]\njudged_from = 3\n', "s.toml", PROFILES)
+    assert err.value.problems == ["s.toml:2: x.judged_from: expected a fault kind such as "
+                                  "\"crash\" or \"partition\", got 3"]
+
+
+def test_the_judged_fault_is_the_first_injected_one_of_its_kind() -> None:
+    from types import SimpleNamespace
+
+    from lab.probes.records import FaultEvent
+    from lab.pytest_plugin import first_fault_of
+
+    faults = [FaultEvent(1.0, "start", "partition", "partition-1"),
+              FaultEvent(2.0, "start", "crash", "crash-self", injected=False),
+              FaultEvent(3.0, "start", "crash", "crash-lsvm2-3"),
+              FaultEvent(4.0, "start", "crash", "crash-lsvm1-4")]
+    timeline = SimpleNamespace(of=lambda kind: faults)
+    probes = SimpleNamespace(timeline=lambda: timeline)
+    assert first_fault_of(probes, "crash") == "crash-lsvm2-3"
+    with pytest.raises(ValueError, match=r"first 'freeze' fault, but the run had none \(its "
+                                         r"faults: partition, crash, crash\)"):
+        first_fault_of(probes, "freeze")

@@ -287,3 +287,19 @@ def test_dhclient_hook_events_become_dhcp_events() -> None:
     assert (ev.event, ev.client, ev.address, ev.server_id, ev.lease_s, ev.probe) == (
         "renewed", "02:00:c0:a8:01:c1", "192.168.1.30", "192.168.1.7", 43200, "dhclient@c1")
     assert parse_dhclient_event_line('{"t_mono": 1, "reason": "MEDIUM"}', "c1") is None
+
+
+def test_registrar_record_becomes_updates_on_the_timeline_and_in_the_metrics() -> None:
+    from lab import checks
+    from lab.probes.logparse import parse_registrar_line
+    from lab.probes.records import RegistrarUpdate
+    recorded = Path(__file__).with_name("data") / "registrar.jsonl"  # three accepted, one not
+    first = parse_registrar_line(recorded.read_text().splitlines()[0])
+    assert first == RegistrarUpdate(t=11614.796714866, host="@.thesteins.org", ip="203.0.113.1",
+                                    ok=True, node="lsvm2")
+    assert parse_registrar_line("not json") is None
+    tl = build(Header("r", CLOCK), logs=[(recorded, "inet", "registrar")])
+    updates = tl.of(RegistrarUpdate)
+    assert [u.ok for u in updates] == [True, True, True, False]
+    assert updates[-1].node is None
+    assert checks.metrics(tl).registrar_updates == {"ok": 3, "failed": 1}

@@ -175,7 +175,8 @@ def faults_from_lab_events(events: Iterable[dict[str, Any]]) -> list[FaultEvent]
 
 def node_logs(lab: Any) -> list[tuple[Path, str, str]]:
     """(path, node, source) of the logs the timeline parses, found by name in each node's
-    /var/log (heartbeat's ha-log, dnsmasq's log, the replicator's JSON events)."""
+    /var/log (heartbeat's ha-log, dnsmasq's log, the replicator's JSON events, the real
+    client's events, the registrar's updates)."""
     found: list[tuple[Path, str, str]] = []
     for node in lab:
         try:
@@ -194,6 +195,8 @@ def node_logs(lab: Any) -> list[tuple[Path, str, str]]:
                 found.append((p, node.name, "dnsmasq"))
             elif name == "dhclient-events.jsonl":
                 found.append((p, node.name, "dhclient"))
+            elif name == "registrar.jsonl":
+                found.append((p, node.name, "registrar"))
             elif name == "drbd-events.log" or ("replicator" in name and name.endswith(".jsonl")):
                 found.append((p, node.name, "replicator"))
     return found

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, tzinfo
 
 from lab.probes.clock import ClockMap
-from lab.probes.records import DhcpEvent, LogEvent
+from lab.probes.records import DhcpEvent, LogEvent, RegistrarUpdate
 
 _MONTHS = {m: i + 1 for i, m in enumerate(
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -247,6 +247,24 @@ def parse_dhclient_event_line(line: str, node: str) -> DhcpEvent | None:
         address=d.get("ip") or None, server_id=d.get("server_id") or None,
         lease_s=int(lease) if lease not in (None, "") else None, probe=f"dhclient@{node}",
     )
+
+
+def parse_registrar_line(line: str) -> RegistrarUpdate | None:
+    """One dynamic-DNS update as the lab's registrar records it (one JSON object per line, its
+    time on the host's CLOCK_MONOTONIC, which every node shares): which host, which address,
+    whether the password was right, and which server's ddclient sent it."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(d, dict) or "t_mono" not in d:
+        return None
+    host = ".".join(str(p) for p in (d.get("host"), d.get("domain")) if p)
+    return RegistrarUpdate(t=float(d["t_mono"]), host=host, ip=str(d.get("ip") or ""),
+                           ok=bool(d.get("accepted")), node=d.get("node") or None)
 
 
 def parse_lines(

@@ -287,17 +287,30 @@ FINDINGS = (*FINDINGS, Finding(
 # Found by running the whole suite several times in a row (make soak).
 FINDINGS = (*FINDINGS, Finding(
     id="F23",
-    title="how the pair recovers after a split varies from run to run",
+    title="after a split the pair ends in one of several states, decided by a race: sometimes "
+    "nobody serves until an operator acts, sometimes DRBD is left StandAlone",
     seed_says="after-sb-0pri discard-least-changes, after-sb-1pri discard-secondary, "
-    "after-sb-2pri call-pri-lost-after-sb (`reboot -f`), auto_failback on, no STONITH",
-    what_happens="in `make soak` (profile fast, 3 whole-suite runs, 2026-11-30) the same "
-    "stories passed twice and ended differently once: after the cable came back in "
-    "`cable_pull_primary` no node held any VIP for the 180 s the scenario waited; after the "
-    "thaw in `split_brain_freeze_primary` DRBD stayed StandAlone (lsvm2 Primary, lsvm1 "
-    "WFConnection) with nothing to reconnect it; in `test_firewall.py`'s F20 case a VIP "
-    "appeared on lsvm2 after lsvm1 died. These three are marked `unsettled`: make nightly and "
-    "make soak run them, make test's gate leaves them out until each outcome is understood",
-    evidence='python -m lab.soak --runs 5 -- -m unsettled; or: pytest -m unsettled --repeat 5',
+    "after-sb-2pri call-pri-lost-after-sb (`reboot -f`), rr-conflict left at its default "
+    "(disconnect), no STONITH; heartbeat 3 without a CRM",
+    what_happens="when a split heals, both nodes hold the group. Three things then race: "
+    "heartbeat on one side logs `Both machines own our resources!` and restarts itself, giving "
+    "everything up; DRBD's pri-lost-after-sb handler `reboot -f`s the other; and the thawed or "
+    "reconnected replicator talks to its peer. Seen in `make soak` and by hand (profile fast, "
+    "2026-11-30): (1) *unserved* — the restarted heartbeat and the rebooted node each come back "
+    "seeing the other `active`, nobody acquires the group (`lsvm2 wants to go standby "
+    "[foreign]` on both), and no VIP or dnsmasq exists for as long as anyone watched (180 s; "
+    "`cable_pull_primary`, 1 of 4 runs); (2) *served-unreplicated* — the thawed node's "
+    "replicator reconnects within milliseconds, still Primary, meets newer data and logs `I "
+    "shall become SyncTarget, but I am primary!` then StandAlone: it serves on from its older "
+    "disk (what the survivor wrote meanwhile is not on it) and nothing reconnects "
+    "(`split_brain_freeze_primary`, 2 of 5 runs); (3) *healthy* — both are Secondary when DRBD "
+    "reconnects, the 0-primaries policy resyncs from the thawed node (discarding the "
+    "survivor's writes) and heartbeat gives it the group back. In the F20 case the same kind "
+    "of race decides whether lsvm2 takes its group when lsvm1 dies (2 of 6 runs it did). The "
+    "scenarios name the endings they accept (`Lab.expect_settled`, lab/recovery.py), log the "
+    "one they saw (`pair.settled` in the lab's events) and fail on any other",
+    evidence='pytest scenarios/test_network_faults.py scenarios/test_split_brain.py -k '
+    '"cable_pull or freeze" --repeat 5 -s; the ending is in each lab\'s events.jsonl',
     fixed_by_lab=False,
 ))
 
@@ -316,9 +329,10 @@ FINDINGS = (*FINDINGS, Finding(
     "acknowledgement, logs `all clients are now paused` and never takes its own resources "
     "(`cl_status`: `Heartbeat is stopped on this machine`), so the preferred node never "
     "serves and auto_failback never happens. Worse: when lsvm1 then loses power, lsvm2 logs "
-    "`mach_down takeover complete for node lsvm1` but starts nothing — no VIP, no dnsmasq, for "
-    "as long as anyone looked (75 s by hand in the seed profile; the scenario watches 3 "
-    "deadtimes + 10 s in each profile). The lab renders lsvm1's copy of the rule with the "
+    "`mach_down takeover complete for node lsvm1` but, as a rule (4 of 6 runs), starts "
+    "nothing — no VIP, no dnsmasq, for as long as anyone looked (75 s by hand in the seed "
+    "profile); in the other runs its own start-up finished first and it took the group (F23). "
+    "The lab renders lsvm1's copy of the rule with the "
     "peer's address, 192.168.1.7",
     evidence="pytest scenarios/test_firewall.py -k F20 --lab-profile seed (the kept case boots "
     "without waiting for a ready pair); on a lab up: lab fw lsvm1 (the 694 rule's counter)",

@@ -70,13 +70,21 @@ def running(node: Node) -> bool:
     return rc == 0
 
 
+# prints one "NODE STATUS" line per node heartbeat knows, then "rsc RESOURCES"
+VIEW_SCRIPT = ("for n in $(cl_status listnodes); do echo \"$n $(cl_status nodestatus $n)\"; "
+               "done; echo \"rsc $(cl_status rscstatus)\"")
+
+
 def view(node: Node) -> dict[str, Any]:
     """heartbeat's own idea of the cluster, as `cl_status` reports it on this node."""
     if not running(node):
         return {"running": False}
-    _rc, out = node.execute(
-        "for n in $(cl_status listnodes); do echo \"$n $(cl_status nodestatus $n)\"; done; "
-        "echo \"rsc $(cl_status rscstatus)\"", timeout=10)
+    _rc, out = node.execute(VIEW_SCRIPT, timeout=10)
+    return parse_view(out)
+
+
+def parse_view(out: str) -> dict[str, Any]:
+    """VIEW_SCRIPT's output as ``{"running": True, "nodes": {name: status}, "resources"}``."""
     nodes: dict[str, str] = {}
     resources = ""
     for line in out.splitlines():

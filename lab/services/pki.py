@@ -2,7 +2,9 @@
 
 Why: ddclient 3.10 always speaks https to namecheap, so the lab registrar needs a certificate
 for the registrar's real name that ddclient will trust. A CA per lab (never the system's trust
-store) is handed to ddclient as `ssl_ca_file`.
+store) is handed to ddclient as `ssl_ca_file`. Keys are ECDSA P-256: making two of them takes
+~10 ms where two RSA-2048 keys took 0.3-1 s of every lab's start (and OpenSSL 3, Perl's
+IO::Socket::SSL and Python's ssl all speak ECDSA).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,10 @@ def make_pki(directory: Path, server_name: str, days: int = 30) -> Pki:
     pki = Pki(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     if pki.ca_cert.exists() and pki.server_cert.exists() and pki.server_key.exists():
         return pki
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.pem", "-days", str(days), "-subj", "/CN=hapair-lab CA", cwd=directory)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-             "server.csr", "-subj", f"/CN={server_name}", cwd=directory)
+    _openssl("req", "-x509", *KEY, "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days",
+             str(days), "-subj", "/CN=hapair-lab CA", cwd=directory)
+    _openssl("req", *KEY, "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
+             f"/CN={server_name}", cwd=directory)
     (directory / "san.ext").write_text(f"subjectAltName=DNS:{server_name}\n")
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", "server.pem", "-days", str(days), "-extfile", "san.ext",

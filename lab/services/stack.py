@@ -275,10 +275,11 @@ class SeedStack(Stack):
                 continue
             try:
                 addresses = node.addresses()
-                services[node.name] = service_states(node)
-                mounts[node.name] = srv_mounts(node)
-                views[node.name] = heartbeat.view(node)
-                fw[node.name] = firewall.summary(firewall.listing(node))
+                look = look_at_server(node)
+                services[node.name] = look["services"]
+                mounts[node.name] = look["mounts"]
+                views[node.name] = look["heartbeat"]
+                fw[node.name] = firewall.summary(look["firewall"])
                 if self.disk_mode == "replicated":
                     drbd[node.name] = disk.status(node)
             except (NodeError, OSError) as exc:
@@ -301,14 +302,30 @@ class SeedStack(Stack):
                 "disk_mode": self.disk_mode, "keep_findings": sorted(self.keep_findings)}
 
 
+SERVICES_SCRIPT = (
+    "cl_status hbstatus >/dev/null 2>&1 && echo heartbeat; "
+    "p=$(cat /run/dnsmasq/dnsmasq.pid 2>/dev/null) && [ -d /proc/$p ] && echo dnsmasq; "
+    "p=$(cat /run/ddclient.pid 2>/dev/null) && [ -d /proc/$p ] && echo ddclient; true"
+)
+# Everything `status` asks a server, in one process inside it: each look costs a process in
+# the node's namespaces, and status is polled (readiness, settling, audits). Sections start
+# with a line "%% NAME".
+LOOK_SCRIPT = (
+    f"echo '%% services'; {SERVICES_SCRIPT}; "
+    "echo '%% mounts'; cat /proc/mounts; "
+    "echo '%% heartbeat'; if cl_status hbstatus >/dev/null 2>&1; then "
+    f"{heartbeat.VIEW_SCRIPT}; fi; "
+    f"echo '%% firewall'; nft list table inet {firewall.TABLE} 2>/dev/null; true"
+)
+
+
 def service_states(node: Node) -> dict[str, bool]:
     """Which of the seed's daemons run on `node` (by their pid files and /proc)."""
-    script = (
-        "cl_status hbstatus >/dev/null 2>&1 && echo heartbeat; "
-        "p=$(cat /run/dnsmasq/dnsmasq.pid 2>/dev/null) && [ -d /proc/$p ] && echo dnsmasq; "
-        "p=$(cat /run/ddclient.pid 2>/dev/null) && [ -d /proc/$p ] && echo ddclient; true"
-    )
-    _, out = node.execute(script, timeout=10)
+    _, out = node.execute(SERVICES_SCRIPT, timeout=10)
+    return parse_services(out)
+
+
+def parse_services(out: str) -> dict[str, bool]:
     names = set(out.split())
     return {k: k in names for k in ("heartbeat", "dnsmasq", "ddclient")}
 
@@ -316,8 +333,39 @@ def service_states(node: Node) -> dict[str, bool]:
 def srv_mounts(node: Node) -> list[str]:
     """Mount points under /srv inside the node (the replicated disk's, when mounted)."""
     _, out = node.execute("cat /proc/mounts", timeout=10)
-    return [w[1] for w in (ln.split() for ln in out.splitlines())
+    return parse_srv_mounts(out)
+
+
+def parse_srv_mounts(proc_mounts: str) -> list[str]:
+    return [w[1] for w in (ln.split() for ln in proc_mounts.splitlines())
             if len(w) > 2 and w[1].startswith("/srv/")]
+
+
+def look_at_server(node: Node) -> dict[str, Any]:
+    """Services, /srv mounts, heartbeat's view and the firewall listing of one server, from one
+    process inside it (LOOK_SCRIPT)."""
+    _, out = node.execute(LOOK_SCRIPT, timeout=10)
+    return parse_look(out)
+
+
+def parse_look(out: str) -> dict[str, Any]:
+    """LOOK_SCRIPT's output, section by section (pure)."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in out.splitlines():
+        if line.startswith("%% "):
+            current = sections.setdefault(line[3:].strip(), [])
+        elif current is not None:
+            current.append(line)
+    text = {name: "\n".join(lines) for name, lines in sections.items()}
+    services = parse_services(text.get("services", ""))
+    return {
+        "services": services,
+        "mounts": parse_srv_mounts(text.get("mounts", "")),
+        "heartbeat": (heartbeat.parse_view(text.get("heartbeat", ""))
+                      if services["heartbeat"] else {"running": False}),
+        "firewall": text.get("firewall", ""),
+    }
 
 
 def _address_on(node: Node, segment: str, version: int) -> str | None:
