@@ -39,6 +39,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, tzinfo
+from typing import Any
 
 from lab.probes.clock import ClockMap
 from lab.probes.records import DhcpEvent, LogEvent, RegistrarUpdate
@@ -194,8 +195,9 @@ def parse_dnsmasq_line(
     )
 
 
-def parse_replicator_line(line: str, node: str) -> LogEvent | None:
-    """One replicator JSON event (``t_mono`` already monotonic); None for non-JSON lines."""
+def timed_json(line: str) -> dict[str, Any] | None:
+    """One JSON object with a ``t_mono`` stamp, from a line of a JSON-lines log; None for any
+    other line (a torn write, a banner)."""
     line = line.strip()
     if not line.startswith("{"):
         return None
@@ -203,7 +205,13 @@ def parse_replicator_line(line: str, node: str) -> LogEvent | None:
         data = json.loads(line)
     except json.JSONDecodeError:
         return None
-    if not isinstance(data, dict) or "t_mono" not in data:
+    return data if isinstance(data, dict) and "t_mono" in data else None
+
+
+def parse_replicator_line(line: str, node: str) -> LogEvent | None:
+    """One replicator JSON event (``t_mono`` already monotonic); None for non-JSON lines."""
+    data = timed_json(line)
+    if data is None:
         return None
     t = float(data.pop("t_mono"))
     message = str(data.pop("event", data.pop("msg", data.pop("message", ""))))
@@ -253,14 +261,8 @@ def parse_registrar_line(line: str) -> RegistrarUpdate | None:
     """One dynamic-DNS update as the lab's registrar records it (one JSON object per line, its
     time on the host's CLOCK_MONOTONIC, which every node shares): which host, which address,
     whether the password was right, and which server's ddclient sent it."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        d = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(d, dict) or "t_mono" not in d:
+    d = timed_json(line)
+    if d is None:
         return None
     host = ".".join(str(p) for p in (d.get("host"), d.get("domain")) if p)
     return RegistrarUpdate(t=float(d["t_mono"]), host=host, ip=str(d.get("ip") or ""),

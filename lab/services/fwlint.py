@@ -59,7 +59,7 @@ def needs(texts: Mapping[str, str], node: str) -> list[Need]:
             for family in (4, 6):
                 out.append(Need("dnsmasq DNS", 53, proto, None, family, "dnsmasq.conf", 1))
         v4 = [no for no, ln in enumerate(conf.splitlines(), 1)
-              if ln.startswith("dhcp-range=") and not _v6_range(ln)]
+              if _range(ln) and not _v6_range(ln)]
         if v4:
             out.append(Need("dnsmasq DHCP", 67, "udp", None, 4, "dnsmasq.conf", v4[0]))
         if serves_dhcpv6(conf):
@@ -68,8 +68,13 @@ def needs(texts: Mapping[str, str], node: str) -> list[Need]:
     return out
 
 
+def _range(line: str) -> bool:
+    """A `dhcp-range=` line, as dnsmasq reads it (leading blanks skipped)."""
+    return line.strip().startswith("dhcp-range=")
+
+
 def _v6_range(line: str) -> bool:
-    return line.startswith("dhcp-range=") and serves_dhcpv6(line)
+    return _range(line) and serves_dhcpv6(line)
 
 
 def is_ip(text: str) -> bool:

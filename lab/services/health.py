@@ -14,7 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from lab.services import registrar
+from lab.services import dhclient, registrar
 from lab.wait import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
@@ -116,7 +116,6 @@ class ClientNudger:
         self.nudged: set[str] = set()
 
     def __call__(self, status: dict[str, Any], checks: dict[str, bool]) -> None:
-        from lab.services import dhclient
         if not any(s.get("dnsmasq") for s in status.get("services", {}).values()):
             self.serving_since = None
             return

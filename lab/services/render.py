@@ -219,7 +219,7 @@ def render_haresources(seed: str, keep: frozenset[str], disk: str = "replicated"
     disk and each node serves its own copy of /srv/drbd0.
     """
     out = _Out("/etc/ha.d/haresources")
-    for line in seed.splitlines():
+    for number, line in enumerate(seed.splitlines(), 1):
         new = line
         if disk == "local" and new.strip().startswith(("drbddisk::", "Filesystem::")):
             out.change(new.split("::")[0], new.strip().rstrip(" \\"), "(left out)",
@@ -241,7 +241,11 @@ def render_haresources(seed: str, keep: frozenset[str], disk: str = "replicated"
             if token.startswith("IPv6addr::") and "::" in token[len("IPv6addr::"):]:
                 arg = token[len("IPv6addr::"):]
                 addr, _, rest = arg.partition("/")
-                full = f"IPv6addr::{full_ipv6(addr)}/{rest}"
+                try:
+                    full = f"IPv6addr::{full_ipv6(addr)}/{rest}"
+                except ValueError as exc:
+                    raise RenderError(f"{token}: {addr!r} is not an IPv6 address ({exc})",
+                                      "haresources", number) from None
                 out.change("IPv6addr", token, full, "heartbeat splits arguments on `::`: "
                            "IPv6 addresses must be written in full")
                 new = new.replace(token, full)
