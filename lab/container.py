@@ -310,8 +310,12 @@ def _child_of(pid: int, timeout: float) -> int:
 
 
 def exec_argv(init_pid: int, argv: Sequence[str]) -> list[str]:
-    """The host command line that runs `argv` inside the node whose PID 1 is `init_pid`."""
-    return ["nsenter", "--target", str(init_pid), *NSENTER_NAMESPACES, "--wd=/", "--", *argv]
+    """The host command line that runs `argv` inside the node whose PID 1 is `init_pid`.
+
+    Entering the mount namespace puts the command at that namespace's root, which is what it
+    should start in. No `--wd=/`: nsenter opens that path before entering, i.e. the host's
+    root, which a container with a root of its own (the docker backend) cannot reach."""
+    return ["nsenter", "--target", str(init_pid), *NSENTER_NAMESPACES, "--", *argv]
 
 
 def popen_in(init_pid: int, cgroup: Cgroup, argv: Sequence[str], **kwargs: Any

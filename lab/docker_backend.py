@@ -63,6 +63,9 @@ DEVICE_RULES = ["b 7:* rwm"]  # loop devices, and /dev/drbd0 made over one
 # namespace node. The rest of /proc/sys (the host kernel's) stays read-only.
 NET_SYSCTLS_RW = ("mount --bind /proc/sys/net /proc/sys/net",
                   "mount -o remount,bind,rw /proc/sys/net")
+# Docker turns IPv6 off in a container whose networks have none (ours have none at all: the lab
+# wires the node itself); a node's segments carry IPv6 as in a namespace node.
+IPV6_ON = {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0"}
 STATE_FILE = "docker.json"  # in the lab's directory: the image this lab pinned
 CONTAINER_FILE = "container.json"  # in a node's directory: its current container
 
@@ -162,7 +165,7 @@ class DockerBackend:
             "cap_add": CAPABILITIES,
             "devices": DEVICES,
             "device_cgroup_rules": DEVICE_RULES,
-            "sysctls": {k.replace("/", "."): v for k, v in spec.sysctls.items()},
+            "sysctls": {**IPV6_ON, **{k.replace("/", "."): v for k, v in spec.sysctls.items()}},
             "tmpfs": {"/run": "mode=755", "/tmp": "mode=1777"},
             "mounts": mounts,
             "labels": _labels(node),
