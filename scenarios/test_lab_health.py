@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,6 @@ pytestmark = [pytest.mark.lab]
 VIP4 = "192.168.1.4"
 VIP6 = "2001:db8:4100:13c2:0:ffff:c0a8:104"
 REPO = Path(__file__).resolve().parents[1]
-# the node runs this checkout's code with this test run's interpreter (CI clones elsewhere)
-PY = f"PYTHONPATH={REPO} {sys.executable}"
 
 
 def resolver_queries(lab: Lab) -> list[str]:
@@ -91,7 +88,8 @@ def test_guest_lease_router_dns_and_name(shared_seed_lab: Lab) -> None:
 
 
 def dhcp(node: Node, mac: str) -> dict[str, object]:
-    out = node.succeed(f"{PY} -m lab.services.dhcpask eth0 {mac}")
+    # the node runs this checkout's code (a CI clone lives elsewhere) with its own interpreter
+    out = node.succeed(f"PYTHONPATH={REPO} {node.python} -m lab.services.dhcpask eth0 {mac}")
     result: dict[str, object] = json.loads(out)
     return result
 

@@ -166,7 +166,7 @@ def bare_pair(lab_factory: Callable[..., Lab]) -> Iterator[Lab]:
                                 stderr=subprocess.DEVNULL),
              lab["lsvm1"].popen(DNSMASQ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     lab["c1"].wait_until_succeeds(
-        f"PYTHONPATH={REPO} {sys.executable} -m lab.probes.dns --server {VIP4} --rate 10 "
+        f"PYTHONPATH={REPO} {lab['c1'].python} -m lab.probes.dns --server {VIP4} --rate 10 "
         "--duration 0.3 --timeout 0.2 --no-neighbours | grep -q NOERROR", timeout=20)
     yield lab
     for p in procs:
