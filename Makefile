@@ -20,12 +20,17 @@ APT_PACKAGES := dnsmasq heartbeat drbd-utils ddclient isc-dhcp-client nftables i
 	tcpdump fuse3 libfuse3-3 tini psmisc e2fsprogs util-linux procps iputils-ping \
 	iputils-arping kmod openssl ca-certificates tmux python3-venv \
 	libio-socket-ssl-perl chromium bind9-dnsutils ldnsutils mininet bridge-utils
-# the docker backend: Debian's engine (the lab starts its own daemon) and what builds images
+# the docker backend: Debian's engine (the lab starts its own daemon) and what builds images;
+# `make test` and `make bench` use it too (a part of the suite runs on docker nodes)
+DOCKER_PACKAGES := docker.io debootstrap
 ifeq ($(BACKEND),docker)
-APT_PACKAGES += docker.io debootstrap
+APT_PACKAGES += $(DOCKER_PACKAGES)
 endif
+# what `make test` runs a second time on docker nodes (skipped when PYTEST_ARGS narrows the run)
+DOCKER_SUITE ?= scenarios/test_foundation.py scenarios/test_lab_health.py \
+	scenarios/test_replicator.py scenarios/test_failover.py::test_kill_primary
 
-.PHONY: help setup host-packages lab-up lab-down test soak bench lint clean nightly
+.PHONY: help setup image host-packages lab-up lab-down test soak bench lint clean nightly
 
 help:
 	@echo "make lab-up     install what is missing, bring the seed's pair up (LAB_NAME=$(LAB_NAME), PROFILE=$(PROFILE), BACKEND=namespace|docker)"
@@ -36,10 +41,11 @@ help:
 	@echo "make nightly    the scenarios in profile seed x3 against fixtures/slas.toml -> results/report.html"
 	@echo "make lint       ruff + mypy"
 
-setup: host-packages $(STAMP)
-ifeq ($(BACKEND),docker)
+setup: host-packages $(STAMP) $(if $(filter docker,$(BACKEND)),image)
+
+# the node image of SUITE (cached: seconds once its root filesystem was built)
+image: host-packages $(STAMP)
 	$(BIN)/lab image build --suite $(SUITE)
-endif
 
 # Installs only what is missing. A policy-rc.d stops the packages from starting their daemons
 # in the root namespace at install time: the lab runs them only inside its own nodes.
@@ -67,9 +73,15 @@ lab-up: setup
 lab-down: setup
 	$(BIN)/lab down --name $(LAB_NAME)
 
-test: setup
+test: APT_PACKAGES += $(DOCKER_PACKAGES)
+test: setup image
 	@mkdir -p results/$(RUN_ID)
-	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 --lab-backend $(BACKEND) --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS)
+	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 --lab-backend $(BACKEND) --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS); main=$$?; \
+	docker=0; if [ -n "$(strip $(DOCKER_SUITE))" ] && [ -z "$(strip $(PYTEST_ARGS))" ] && [ "$(BACKEND)" != docker ]; then \
+	  echo "== the same scenarios on docker nodes: $(strip $(DOCKER_SUITE))"; \
+	  HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 --lab-backend docker --junitxml=results/$(RUN_ID)/junit-docker.xml $(DOCKER_SUITE); docker=$$?; \
+	fi; \
+	exit $$(( main != 0 ? main : docker ))
 
 soak: setup
 	$(BIN)/python -m lab.soak --runs $(or $(N),10) -- --lab-pool 1 $(PYTEST_ARGS)
@@ -86,7 +98,8 @@ nightly: setup
 	$(BIN)/lab report --check --out results/report.html; report=$$?; \
 	exit $$(( tests != 0 ? tests : report ))
 
-bench: setup
+bench: APT_PACKAGES += $(DOCKER_PACKAGES)
+bench: setup image
 	$(BIN)/python -m lab.bench --out bench/results.json
 
 lint: setup

@@ -73,6 +73,10 @@ class NodeBackend(Protocol):
     def describe(self, node: Node) -> dict[str, Any]:
         """What `lab status` shows about the node's machine."""
 
+    def versions(self, lab: Lab) -> dict[str, str]:
+        """The Debian versions of the daemons the lab's nodes run, where they are not the
+        host's installed packages (empty: the host's)."""
+
 
 class NamespaceBackend:
     """Namespaces made by `unshare` around the host's own userland (lab/container.py)."""
@@ -113,6 +117,9 @@ class NamespaceBackend:
         pass
 
     def describe(self, node: Node) -> dict[str, Any]:
+        return {}
+
+    def versions(self, lab: Lab) -> dict[str, str]:
         return {}
 
 

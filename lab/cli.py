@@ -191,7 +191,21 @@ def cmd_down(args: argparse.Namespace) -> int:
     for name in names:
         done = teardown(name)
         console.print(f"lab [bold]{name}[/] removed" + (f" ({len(done)} steps)" if done else ""))
+    if args.all:
+        _stop_own_dockerd()
     return EXIT_OK
+
+
+def _stop_own_dockerd() -> None:
+    """The lab's own Docker engine goes with the last lab: it is something the lab started.
+    Left running (and said so) while containers of labs elsewhere still use it."""
+    from lab import dockerd
+    if dockerd.external_host() or dockerd.running() is None:
+        return
+    try:
+        console.print(f"the lab's Docker engine: {dockerd.stop()}")
+    except dockerd.DockerUnavailable as exc:
+        console.print(f"the lab's Docker engine keeps running: {exc}")
 
 
 def _existing_lab(name: str) -> str:

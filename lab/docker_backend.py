@@ -55,6 +55,7 @@ CHECKOUT = LAB_PACKAGE.parent
 LABEL_NODE = "org.hapair-lab.node"
 LABEL_DIR = "org.hapair-lab.dir"
 LABEL_EXPORT = "org.hapair-lab.export"
+LABEL_VERSION = "org.hapair-lab.version"  # + .<package>: the image's Debian versions
 CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN"]
 DEVICES = ["/dev/fuse:/dev/fuse:rwm", "/dev/loop-control:/dev/loop-control:rwm"]
 DEVICE_RULES = ["b 7:* rwm"]  # loop devices, and /dev/drbd0 made over one
@@ -97,7 +98,10 @@ class DockerBackend:
             files = _image_files(client, image)
         finally:
             client.close()
-        state = {"image": self.image, "image_id": image.id, "files": str(files)}
+        versions = {k.rsplit(".", 1)[-1]: v for k, v in (image.labels or {}).items()
+                    if k.startswith(f"{LABEL_VERSION}.")}
+        state = {"image": self.image, "image_id": image.id, "files": str(files),
+                 "versions": versions}
         _write_json(lab.dir / STATE_FILE, state)
         self._pinned = state
         lab.log_event("docker.prepare", engine=how, image=self.image, image_id=image.id)
@@ -213,6 +217,10 @@ class DockerBackend:
         finally:
             client.close()
         (node.dir / CONTAINER_FILE).unlink(missing_ok=True)
+
+    def versions(self, lab: Lab) -> dict[str, str]:
+        """The Debian versions of the packages inside the image this lab pinned."""
+        return dict(self._state(lab).get("versions") or {})
 
     def describe(self, node: Node) -> dict[str, Any]:
         data = _read_json(node.dir / CONTAINER_FILE)

@@ -29,6 +29,7 @@ SCHEMA = 1
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("dnsmasq", "heartbeat", "drbd-utils", "ddclient")
 LAB_VERSION_KEY = "hapair-lab"
+DEFAULT_BACKEND = "namespace"
 # metrics.json keys that are detail, not a number to follow over time
 DETAIL = frozenset({"lease_survival_detail", "duplicate_ip_detail", "outages", "answered_by",
                     "resolver_paths", "real_dhcp_clients"})
@@ -66,15 +67,28 @@ def verdict_entry(verdict: Verdict) -> dict[str, Any]:
 
 def make_record(*, run_id: str, test_id: str, scenario: str, profile: str, metrics:
                 Mapping[str, Any], verdicts: Iterable[Verdict] | None,
-                repetition: int | None = None, timeline: str | None = None) -> dict[str, Any]:
+                repetition: int | None = None, timeline: str | None = None,
+                backend: str = DEFAULT_BACKEND, image: str | None = None,
+                node_versions: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What a scenario run knows about itself (the worker's half of a record); ``verdicts``
-    None means the SLA file has no entry for this scenario."""
+    None means the SLA file has no entry for this scenario. ``node_versions`` are the
+    daemons' versions where the nodes do not run the host's packages (a node image)."""
     return {"schema": SCHEMA, "run_id": run_id, "test_id": test_id, "scenario": scenario,
             "profile": profile, "repetition": repetition,
+            "backend": backend, "image": image, "node_versions": dict(node_versions or {}),
             "metrics": flat_metrics(metrics),
             "sla": None if verdicts is None else {v.bound.metric: verdict_entry(v)
                                                   for v in verdicts},
             "timeline": timeline}
+
+
+def series(record: Mapping[str, Any]) -> str:
+    """The profile a record's metrics are followed under: its profile, and for nodes that are
+    not the default backend's, the backend too (``fast/docker``), so runs on different kinds
+    of node never make each other's baseline."""
+    backend = record.get("backend") or DEFAULT_BACKEND
+    profile = str(record["profile"])
+    return profile if backend == DEFAULT_BACKEND else f"{profile}/{backend}"
 
 
 def complete(record: Mapping[str, Any], environment: Mapping[str, Any], outcome: str,
@@ -85,6 +99,8 @@ def complete(record: Mapping[str, Any], environment: Mapping[str, Any], outcome:
     directory copied elsewhere (a CI artifact) still finds its plots."""
     out = {**record, **environment, "outcome": outcome, "passed": outcome == "passed",
            "wall_time": wall_time, "duration_s": round(duration_s, 3)}
+    if record.get("node_versions"):  # the daemons ran from an image, not the host's packages
+        out["versions"] = {**environment.get("versions", {}), **record["node_versions"]}
     timeline = record.get("timeline")
     if timeline and history_dir is not None:
         with suppress(ValueError):  # not under it: kept as it was

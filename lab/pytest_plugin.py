@@ -517,13 +517,23 @@ class SlaJudge:
                                          "ok" if v.ok else f"breach: {v}"))
         callspec = getattr(item, "callspec", None)
         outdir = getattr(made, "outdir", None)
+        backend = getattr(getattr(made, "lab", None), "backend", None)
         item.stash[RECORD_KEY] = history.make_record(
             run_id=str(item.config.hapair_run_id),  # type: ignore[attr-defined]
             test_id=item.nodeid, scenario=scenario, profile=profile,
             metrics=metrics.to_dict(), verdicts=verdicts,
             repetition=callspec.params.get("hapair_repeat") if callspec is not None else None,
-            timeline=str(Path(outdir) / "timeline.png") if outdir is not None else None)
+            timeline=str(Path(outdir) / "timeline.png") if outdir is not None else None,
+            **_backend_fields(made.lab if backend is not None else None))
         return [str(v) for v in verdicts or [] if not v.ok]
+
+
+def _backend_fields(lab: Any) -> dict[str, Any]:
+    """What a history record says about the lab's kind of node."""
+    if lab is None:
+        return {}
+    return {"backend": lab.backend.name, "image": lab.backend.image,
+            "node_versions": lab.backend.versions(lab)}
 
 
 def first_fault_of(probes: Any, kind: str) -> str:

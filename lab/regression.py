@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.history import versions_key
+from lab.history import series, versions_key
 
 WINDOW = 5
 MIN_RUNS = 3
@@ -89,11 +89,12 @@ def number(value: Any) -> float | None:
 
 def runs_by_scenario(records: Iterable[Mapping[str, Any]]
                      ) -> dict[tuple[str, str], list[Run]]:
-    """(scenario, profile) -> its runs, oldest first."""
+    """(scenario, profile) -> its runs, oldest first; the profile is the record's series
+    (``fast/docker`` for docker nodes)."""
     grouped: dict[tuple[str, str], dict[str, list[Mapping[str, Any]]]] = defaultdict(
         lambda: defaultdict(list))
     for r in records:
-        grouped[(str(r["scenario"]), str(r["profile"]))][str(r["run_id"])].append(r)
+        grouped[(str(r["scenario"]), series(r))][str(r["run_id"])].append(r)
     out = {}
     for key, runs in grouped.items():
         made = [Run(run_id, tuple(sorted(rs, key=lambda r: str(r.get("wall_time", "")))))

@@ -134,3 +134,20 @@ def test_two_runs_give_two_records_per_scenario(pytester: pytest.Pytester,
     assert failover["sla"]["lease_survival"]["ok"] is True
     assert by[("fake_quiet", "run-2")]["passed"] is True
     assert by[("fake_quiet", "run-2")]["versions"]["hapair-lab"] == history.lab_version()
+
+
+def test_a_docker_nodes_record_names_its_image_and_the_images_versions() -> None:
+    part = history.make_record(run_id="r1", test_id="s.py::test_kill_primary",
+                               scenario="kill_primary",
+                               profile="fast", metrics={}, verdicts=None, backend="docker",
+                               image="hapair-node:trixie",
+                               node_versions={"dnsmasq": "2.91-1+deb13u2"})
+    record = history.complete(part, ENVIRONMENT, "passed", "t", 1.0)
+    assert record["versions"] == {"dnsmasq": "2.91-1+deb13u2", "hapair-lab": "0.1.0"}
+    assert (record["backend"], record["image"]) == ("docker", "hapair-node:trixie")
+    assert history.series(record) == "fast/docker"
+    host = history.complete(history.make_record(
+        run_id="r1", test_id="t", scenario="kill_primary", profile="fast", metrics={},
+        verdicts=None), ENVIRONMENT, "passed", "t", 1.0)
+    assert host["versions"] == ENVIRONMENT["versions"] and history.series(host) == "fast"
+    assert history.series({"profile": "seed"}) == "seed"  # records from before backends

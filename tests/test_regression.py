@@ -106,3 +106,12 @@ def test_a_metric_no_longer_measured_is_reported_as_such() -> None:
     (c,) = [c for c in compare(history) if c.metric == "takeover_s"]
     assert (c.status, c.value, c.baseline) == ("unmeasured", None, 24.0)
     assert not regressions(history)
+
+
+def test_docker_nodes_are_a_series_of_their_own() -> None:
+    slower_in_containers = [{**record(n, rep=1, takeover_s=40.0), "backend": "docker"}
+                            for n in range(1, 8)]
+    history = [*steady(), *slower_in_containers]
+    groups = runs_by_scenario(history)
+    assert set(groups) == {("kill_primary", "seed"), ("kill_primary", "seed/docker")}
+    assert not regressions(history)  # neither series is the other's baseline
