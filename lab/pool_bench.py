@@ -25,8 +25,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("scenarios/test_failover.py",)
-SELECT = "kill_primary or guest_vlan_failover or graceful_shutdown_primary"
-REPEAT = 3
+# a crash and an orderly handover, 5 times each: fast's takeover is judged over 5 crashes
+SELECT = "kill_primary or graceful_shutdown_primary"
+REPEAT = 5
 MEASURED = "test_kill_primary"  # the scenario whose figures are compared
 WORKERS = 2
 
