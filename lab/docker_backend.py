@@ -383,7 +383,8 @@ def _image_files(client: Any, image: Any) -> Path:
             parent = tmp / Path(path).parent.relative_to("/")
             parent.mkdir(parents=True, exist_ok=True)
             with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-                tar.extractall(parent, numeric_owner=True)
+                # the image's own files, owners and modes kept as they are (our own image)
+                tar.extractall(parent, numeric_owner=True, filter="fully_trusted")
     finally:
         made.remove(force=True)
     try:
