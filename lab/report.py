@@ -254,7 +254,8 @@ def plot_timeline(tl: Timeline, path: Path, title: str | None = None,
             real = len(dhcp_clients) - m.dhcp_clients
             ax.set_title(
                 (f"DHCP fleet: {m.dhcp_bound_at_end}/{m.dhcp_clients} bound at end, "
-                 f"longest wait for an ACK {m.dhcp_outage_s:.2f} s, NAKs {m.dhcp_naks}"
+                 f"longest wait for an ACK{' since the fault' if m.fault else ''} "
+                 f"{m.dhcp_outage_s:.2f} s, NAKs {m.dhcp_naks}"
                  if m.dhcp_clients else "DHCP: no fleet ran")
                 + (f"; {real} real OS client{'s' if real != 1 else ''} (dhclient)"
                    if real > 0 else ""),

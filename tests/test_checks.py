@@ -322,3 +322,28 @@ def test_os_resolver_path_is_its_own_metric_not_a_vip_outage() -> None:
     assert (m.queries, m.failed, m.success_rate) == (10, 0, 1.0)
     path = m.resolver_paths["g1"]["192.168.3.1"]
     assert (path["queries"], path["failed"], path["success_rate"]) == (10, 10, 0.0)
+
+
+def test_dhcp_outage_since_the_fault_leaves_out_the_first_binding() -> None:
+    """The seed's ping check keeps a new fleet waiting ~23 s for its first ACK (F13) before
+    any fault; what the fault cost is the waiting from its start on."""
+    evs = [d(0, MAC1, "send", "DISCOVER"), d(23.2, MAC1, "bound", address="10.0.0.21"),
+           d(0, MAC2, "send", "DISCOVER"), d(3.0, MAC2, "bound", address="10.0.0.22"),
+           d(28, MAC2, "send", "REQUEST"), d(32, MAC2, "bound", address="10.0.0.22"),
+           d(40, MAC1, "send", "REQUEST"), d(46.5, MAC1, "bound", address="10.0.0.21")]
+    assert checks.dhcp_outage_s(evs, 60) == 23.2  # no fault: the whole run
+    assert checks.dhcp_outage_s(evs, 60, since=30.0) == 6.5  # 40 -> 46.5 beats 30 -> 32
+    assert checks.dhcp_outage_s(evs, 60, since=50.0) == 0.0
+
+
+def test_a_recorded_seed_run_judges_dhcp_from_the_fault() -> None:
+    """A nightly's heartbeat_link_loss in profile seed (its DHCP, fault, VIP and lease
+    records): the 10-client fleet waited 23.2 s for its first ACKs behind the ping check, then
+    30 % loss on port 694 for 40 s cost DHCP nothing; the SLA's `dhcp_outage_s < 1` is about
+    the latter."""
+    tl = Timeline.load(DATA / "seed-heartbeat-link-loss.dhcp.jsonl")
+    dhcp = tl.of(DhcpEvent)
+    assert abs(checks.dhcp_outage_s(dhcp, tl.t_end or 0.0) - 23.22) < 0.01
+    m = checks.metrics(tl)
+    assert m.fault is not None and m.dhcp_outage_s < 1
+    assert m.dhcp_bound_at_end == 10 and m.duplicate_ips == 0
