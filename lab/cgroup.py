@@ -200,8 +200,23 @@ def kill_all(*cgroups: Cgroup, timeout: float = 5.0, fuse_ids: set[int] | None =
                  max_interval=0.05, what="the processes of " +
                  ", ".join(str(cg.path) for cg in cgroups) + " to die after SIGKILL")
     except WaitTimeout as exc:
-        raise TimeoutError(str(exc)) from None
+        left = exc.last if isinstance(exc.last, list) else []
+        survivors = "; ".join(describe_process(pid) for pid in left[:5])
+        raise TimeoutError(f"{exc} ({survivors})") from None
     return found
+
+
+def describe_process(pid: int) -> str:
+    """What a process is and where it sleeps, for an error about it (it may be gone)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        stat = (proc / "stat").read_text()
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        state = stat[stat.rindex(")") + 2:].split()[0]
+        wchan = (proc / "wchan").read_text().strip() or "-"
+    except (OSError, ValueError):
+        return f"{pid}: gone"
+    return f"{pid} {comm}: state {state}, waiting in {wchan}"
 
 
 def hierarchy_top(path: Path) -> Path | None:

@@ -100,6 +100,14 @@ def outage_s(samples: Iterable[DnsSample]) -> float:
     return max((o.duration_s for o in outages(samples)), default=0.0)
 
 
+def longest_since(outs: Iterable[Outage], since: float | None) -> float:
+    """The longest outage still going on at ``since`` (the fault's start) or after it, each
+    whole (a query in flight when the fault hit is part of what clients saw); every outage
+    with ``since`` None. One that ended before the fault is the pair's steady state (in seed,
+    DNS over TCP stalls while dnsmasq pings for new DHCP clients: F13), not the fault's cost."""
+    return max((o.duration_s for o in outs if since is None or o.end > since), default=0.0)
+
+
 def outage_in_window_s(found: Iterable[Outage], start: float, end: float) -> float:
     """The longest outage that overlaps [start, end] (0.0 if none): what clients saw during
     one fault, apart from outages before or after it."""
@@ -278,13 +286,12 @@ def dhcp_waits(events: Iterable[DhcpEvent], t_end: float) -> list[DhcpWait]:
 def dhcp_outage_s(events: Iterable[DhcpEvent], t_end: float,
                   since: float | None = None) -> float:
     """The longest time any DHCP client waited for an ACK (0.0 if none waited). With
-    ``since`` (the fault's start) only the waiting from then on counts: a wait before it (a new
-    client's first binding, seconds per client behind dnsmasq's ping check in the seed's
-    configuration: F13) is what the design costs without any fault, not what the fault cost."""
-    waits = dhcp_waits(events, t_end)
-    if since is None:
-        return max((w.duration_s for w in waits), default=0.0)
-    return max((w.end - max(w.start, since) for w in waits if w.end > since), default=0.0)
+    ``since`` (the fault's start) only waits still going on then or later count, each whole: a
+    wait that ended before it (a new client's first binding, seconds per client behind
+    dnsmasq's ping check in the seed's configuration: F13) is what the design costs without any
+    fault, not what the fault cost."""
+    return max((w.duration_s for w in dhcp_waits(events, t_end)
+                if since is None or w.end > since), default=0.0)
 
 
 def bound_at(events: Iterable[DhcpEvent], t: float) -> dict[str, str]:
@@ -483,7 +490,7 @@ def metrics(tl: Timeline, vip: str | None = None, fault_id: str | None = None) -
         failed_by_kind=failed_by_kind(samples),
         success_rate=None if not samples else 1 - len(failed) / len(samples),
         latency_s=latency_quantiles(samples),
-        outage_s=max((o.duration_s for o in outs), default=0.0),
+        outage_s=longest_since(outs, fault.t if fault is not None else None),
         outage_ongoing=any(o.ongoing for o in outs),
         outages=[asdict(o) | {"duration_s": o.duration_s} for o in outs],
         answered_by=answered_by(samples),

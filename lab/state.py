@@ -168,6 +168,9 @@ def lab_cgroups(name: str) -> Iterator[Cgroup]:
         yield Cgroup(top)
 
 
+TEARDOWN_KILL_TIMEOUT_S = 60.0
+
+
 def teardown(name: str, log: Any = None) -> list[str]:
     """Remove everything lab `name` created. Returns what was done, for the user.
 
@@ -188,7 +191,10 @@ def teardown(name: str, log: Any = None) -> list[str]:
         count = len(cg.pids())
         if count:
             done.append(f"killed {count} processes in {cg.path}")
-    kill_all(*cgroups)
+    # patient: a process SIGKILLed in the middle of disk I/O on a loaded machine has been
+    # seen to take longer than the 5 s a node's crash allows, and a teardown given up
+    # half-way leaves the lab behind
+    kill_all(*cgroups, timeout=TEARDOWN_KILL_TIMEOUT_S)
     for entry in records.entries("process"):
         ref = ProcessRef(int(entry["pid"]), int(entry["start"]))
         if not ref.exited():

@@ -114,13 +114,23 @@ def test_takeover_agrees_with_capture_on_the_bridge(seed_lab: Lab, probes: Probe
     assert abs(m.takeover_s - wire_takeover) < 0.1, (m.takeover_s, wire_takeover)
 
 
+def fresh_dir(path: Path) -> Path:
+    """An empty artifact directory: a lab's name can come back in a later run, and streams
+    of an earlier run must not be counted as this one's."""
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
 def test_lab_measure_json(seed_lab: Lab, tmp_path: Path) -> None:
-    out = REPO / "results" / f"measure-test-{os.getpid()}"
+    out = fresh_dir(REPO / "results" / f"measure-test-{seed_lab.name}")
+    # the seed's dnsmasq pings before each new client's first offer, one client every ~3 s
+    # (F13): 5 new clients need ~15 s there, 5 s where the profile sets no-ping
+    duration = 20 if seed_lab.profile == "seed" else 5
     r = subprocess.run(
         # c1 only: the guest VLAN's OS resolver is the router (the seed's choice) and g1 has no
         # IPv6 route to the vlan3 VIP -- findings measured elsewhere, not this test's subject
         [sys.executable, "-m", "lab.cli", "measure", "--name", seed_lab.name, "--clients", "c1",
-         "--duration", "5", "--dhcp-clients", "5", "--json", "--out", str(out)],
+         "--duration", str(duration), "--dhcp-clients", "5", "--json", "--out", str(out)],
         capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
@@ -238,7 +248,7 @@ def test_instrument_takeover_agrees_with_capture_on_bare_lab(bare_pair: Lab,
 
 
 def test_lab_measure_json_on_bare_lab(bare_pair: Lab) -> None:
-    out = REPO / "results" / f"measure-bare-{os.getpid()}"
+    out = fresh_dir(REPO / "results" / f"measure-bare-{bare_pair.name}")
     r = subprocess.run(
         [sys.executable, "-m", "lab.cli", "measure", "--name", bare_pair.name, "--clients",
          "c1", "--server", VIP4, "--duration", "5", "--dhcp-clients", "5", "--json",

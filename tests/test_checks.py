@@ -77,6 +77,20 @@ def test_crash_and_takeover() -> None:
     assert m.answered_by[VIP] == {"lsvm2": 100, "lsvm1": 40}
 
 
+
+def test_outages_over_before_the_fault_are_not_its_cost() -> None:
+    """In seed, DNS over TCP stalls (0.2 s timeouts) while dnsmasq pings for new DHCP clients,
+    before any fault: the run's outage_s is what was still failing at the fault or after."""
+    before = [s for i in range(20)
+              for s in (q(i * 0.5, rcode="timeout"), q(i * 0.5 + 0.25))]
+    samples = before + steady(10, 20) + [q(20 + i / 20, rcode="timeout") for i in range(20)] \
+        + steady(21.05, 25)
+    assert checks.outage_s(before) == pytest.approx(0.251)  # the steady state's own stalls
+    m = checks.metrics(tl(samples, [crash(19.99)]))
+    assert m.outage_s == pytest.approx(1.051)
+    m = checks.metrics(tl(before + steady(10, 25), [crash(15)]))
+    assert m.outage_s == 0.0 and m.failed == 20
+
 def test_takeover_ignores_answers_from_the_crashed_node() -> None:
     # the crashed node's kernel still answers for a while (namespace left alive)
     samples = steady(0, 6, node="lsvm2") + steady(6, 8, node="lsvm1")
@@ -332,7 +346,9 @@ def test_dhcp_outage_since_the_fault_leaves_out_the_first_binding() -> None:
            d(28, MAC2, "send", "REQUEST"), d(32, MAC2, "bound", address="10.0.0.22"),
            d(40, MAC1, "send", "REQUEST"), d(46.5, MAC1, "bound", address="10.0.0.21")]
     assert checks.dhcp_outage_s(evs, 60) == 23.2  # no fault: the whole run
-    assert checks.dhcp_outage_s(evs, 60, since=30.0) == 6.5  # 40 -> 46.5 beats 30 -> 32
+    assert checks.dhcp_outage_s(evs, 60, since=30.0) == 6.5  # 40 -> 46.5 beats 28 -> 32
+    assert checks.dhcp_outage_s(evs, 60, since=29.0) == 6.5
+    assert checks.dhcp_outage_s(evs[:6], 60, since=29.0) == 4.0  # under way at the fault: whole
     assert checks.dhcp_outage_s(evs, 60, since=50.0) == 0.0
 
 
