@@ -70,9 +70,11 @@ def running(node: Node) -> bool:
     return rc == 0
 
 
-# prints one "NODE STATUS" line per node heartbeat knows, then "rsc RESOURCES"
-VIEW_SCRIPT = ("for n in $(cl_status listnodes); do echo \"$n $(cl_status nodestatus $n)\"; "
-               "done; echo \"rsc $(cl_status rscstatus)\"")
+# prints one "NODE STATUS" line per node heartbeat knows and one "rsc RESOURCES" line, in any
+# order: each cl_status is a ~30 ms session with heartbeat's API, so all after the first run
+# side by side (each line is one short write, whole in the pipe)
+VIEW_SCRIPT = ("for n in $(cl_status listnodes); do echo \"$n $(cl_status nodestatus $n)\" & "
+               "done; echo \"rsc $(cl_status rscstatus)\" & wait")
 
 
 def view(node: Node) -> dict[str, Any]:

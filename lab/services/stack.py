@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -260,6 +261,17 @@ class SeedStack(Stack):
             disk.after_crash(node)
 
     # -- status -----------------------------------------------------------------------------------
+    def _look(self, node: Node) -> tuple[dict[str, list[str]], dict[str, Any], Any] | Exception:
+        """One server's addresses, LOOK_SCRIPT's answer and its replica's state, or the error
+        that stopped the look."""
+        try:
+            addresses = node.addresses()
+            look = look_at_server(node)
+            drbd = disk.status(node) if self.disk_mode == "replicated" else None
+        except (NodeError, OSError) as exc:
+            return exc
+        return addresses, look, drbd
+
     def status(self, lab: Lab) -> dict[str, Any]:
         vips: dict[str, str | None] = {str(v.address): None for v in lab.topology.vips}
         holders: dict[str, list[str]] = {a: [] for a in vips}
@@ -268,26 +280,31 @@ class SeedStack(Stack):
         views: dict[str, Any] = {}
         drbd: dict[str, Any] = {}
         fw: dict[str, Any] = {}
-        for node in self.servers(lab):
+        servers = self.servers(lab)
+        running = [n for n in servers if n.state == "running"]
+        # each server is asked in a thread of its own: a look is a process inside the node,
+        # mostly waiting for heartbeat's API, and status is polled (readiness, settling)
+        with ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
+            looks = dict(zip([n.name for n in running],
+                             pool.map(self._look, running), strict=True))
+        for node in servers:
             services[node.name] = {"heartbeat": False, "dnsmasq": False, "ddclient": False}
             mounts[node.name] = []
-            if node.state != "running":
+            if node.name not in looks:
                 continue
-            try:
-                addresses = node.addresses()
-                look = look_at_server(node)
-                services[node.name] = look["services"]
-                mounts[node.name] = look["mounts"]
-                views[node.name] = look["heartbeat"]
-                fw[node.name] = firewall.summary(look["firewall"])
-                if self.disk_mode == "replicated":
-                    drbd[node.name] = disk.status(node)
-            except (NodeError, OSError) as exc:
+            seen = looks[node.name]
+            if isinstance(seen, Exception):
                 # the node lost power or froze while we looked (a DRBD handler's reboot -f,
                 # a fault): report it as it is now, not as half of what it was
-                views[node.name] = {"running": False, "changing": f"{type(exc).__name__}"}
-                drbd.pop(node.name, None)
+                views[node.name] = {"running": False, "changing": f"{type(seen).__name__}"}
                 continue
+            addresses, look, drbd_status = seen
+            services[node.name] = look["services"]
+            mounts[node.name] = look["mounts"]
+            views[node.name] = look["heartbeat"]
+            fw[node.name] = firewall.summary(look["firewall"])
+            if drbd_status is not None:
+                drbd[node.name] = drbd_status
             for addrs in addresses.values():
                 for a in addrs:
                     ip = str(ipaddress.ip_interface(a.split()[0]).ip)
