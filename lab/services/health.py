@@ -99,7 +99,9 @@ def readiness(lab: Lab, status: dict[str, Any] | None = None,
 
 
 # How long dnsmasq must have been running before a client still without a lease is nudged.
-NUDGE_AFTER_S = 0.3
+# dnsmasq binds its DHCP socket before it writes the pid file status looks for; the margin
+# covers a machine too busy to schedule it at once (a client nudged too early retries anyway).
+NUDGE_AFTER_S = 0.1
 
 
 class ClientNudger:
