@@ -76,6 +76,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario_timeout(seconds): this scenario's watchdog")
+    terminate_like_ctrl_c()
     # through the environment: every lab this run makes takes its default from there, those
     # booted ahead by the pool's child processes and xdist's workers included
     if config.getoption("--lab-backend"):
@@ -93,6 +94,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is None:
         path = Path(config.getoption("--history") or RESULTS / "history.jsonl")
         config.pluginmanager.register(HistoryWriter(path), "hapair-history")
+
+
+def terminate_like_ctrl_c() -> None:
+    """SIGTERM (a cancelled CI job, `kill`) ends the run as Ctrl-C does: KeyboardInterrupt in
+    the main thread, so every lab fixture's teardown and the pool's clean-up still run instead
+    of the process dying with its labs up. Left alone where a handler is already installed."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_configure_node(node: Any) -> None:

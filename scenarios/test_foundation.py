@@ -179,6 +179,45 @@ def test_pytest_xdist_runs_two_labs_at_once(tmp_path: Path) -> None:
     assert not [n for n in names if (labs_dir() / n).exists()]
 
 
+TERM_INNER = '''
+import os, time
+from pathlib import Path
+
+def test_{n}(lab):
+    (Path(os.environ["HAPAIR_TERM_PROBE"]) / lab.name).write_text("up")
+    time.sleep(120)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_sigterm_to_a_run_removes_its_labs(tmp_path: Path, workers: str) -> None:
+    """A cancelled CI job sends SIGTERM to the run's process group: the labs of the tests it
+    interrupted are removed as after Ctrl-C, never left up."""
+    tests = tmp_path / "inner"
+    tests.mkdir()
+    (tests / "conftest.py").write_text('pytest_plugins = ["lab.pytest_plugin"]\n')
+    (tests / "test_inner.py").write_text(TERM_INNER.replace("{n}", "a") +
+                                         TERM_INNER.replace("{n}", "b").split("\n", 3)[3])
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    inner = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-n", workers, "-p",
+                              "no:cacheprovider", str(tests)], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True,
+                             env={**os.environ, "HAPAIR_TERM_PROBE": str(probe)})
+    try:
+        wait_for(lambda: list(probe.iterdir()), timeout=120, what="the inner run's first lab")
+        os.killpg(inner.pid, signal.SIGTERM)
+        inner.wait(timeout=120)
+    finally:
+        if inner.poll() is None:
+            os.killpg(inner.pid, signal.SIGKILL)
+            inner.wait()
+    names = [p.name for p in probe.iterdir()]
+    assert names and not [n for n in names if (labs_dir() / n).exists()], names
+
+
 def neighbour_state(node: object, address: str) -> str:
     out: str = node.succeed(f"ip neigh show {address}")  # type: ignore[attr-defined]
     return out.strip()
