@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lab import walk
+from lab.wait import WaitTimeout, wait_for
 
 V1_ROOT = Path("/sys/fs/cgroup/freezer")
 V2_ROOT = Path("/sys/fs/cgroup")
@@ -120,18 +121,25 @@ class Cgroup:
         return state is not None and state.strip() == "1"
 
     def _set_frozen(self, frozen: bool, wait: bool = True, timeout: float = 5.0) -> None:
-        if self.v1:
-            (self.path / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
-            if not wait:
-                return
-            want = "FROZEN" if frozen else "THAWED"
-            deadline = time.monotonic() + timeout
-            while (self.path / "freezer.state").read_text().strip() != want:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.path}: freezer did not reach {want}")
-                time.sleep(0.005)
-        else:
+        """Ask the freezer for a state; with `wait` (v1), until it is reached. A cgroup that
+        vanishes after the request counts as reached: its last process died (a thaw after
+        SIGKILL ends a container, and its runtime removes the cgroup at once)."""
+        if not self.v1:
             (self.path / "cgroup.freeze").write_text("1" if frozen else "0")
+            return
+        want = "FROZEN" if frozen else "THAWED"
+        (self.path / "freezer.state").write_text(want)
+        if not wait:
+            return
+
+        def reached() -> bool:
+            state = walk.read_text(self.path / "freezer.state")
+            return state is None or state.strip() == want
+        try:
+            wait_for(reached, timeout=timeout, interval=0.005, max_interval=0.02,
+                     what=f"{self.path}: freezer to reach {want}")
+        except WaitTimeout as exc:
+            raise TimeoutError(str(exc)) from None
 
     def sigkill(self, pids: list[int] | None = None, spare: int | None = None) -> None:
         """SIGKILL `pids` (default: every process of this cgroup), sparing one if asked. Sent

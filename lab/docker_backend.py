@@ -43,6 +43,7 @@ from lab.backend import BackendError
 from lab.cgroup import V1_ROOT, V2_ROOT, Cgroup
 from lab.image import packages
 from lab.image.rootfs import images_dir
+from lab.wait import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
     from lab.lab import Lab
@@ -191,11 +192,11 @@ class DockerBackend:
             self._call(node, "pause")
         except docker.errors.APIError as exc:
             raise TimeoutError(f"{node.name}: docker pause failed: {exc}") from None
-        deadline = time.monotonic() + 5
-        while not node.cgroup.frozen():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{node.name}: paused but its freezer is not FROZEN")
-            time.sleep(0.005)
+        try:
+            wait_for(node.cgroup.frozen, timeout=5, interval=0.005,
+                     what=f"{node.name}'s freezer to say FROZEN after docker pause")
+        except WaitTimeout as exc:
+            raise TimeoutError(str(exc)) from None
 
     def thaw(self, node: Node) -> None:
         import docker.errors

@@ -10,7 +10,10 @@ by every docker lab on the machine (images live in one data root, so one daemon 
 - run in a private mount namespace, so its overlay, shm and netns mounts never appear in the
   root namespace (the lab promises the root namespace exactly as it was);
 - recorded by PID and start time in ``/run/hapair-lab/dockerd.json``, and stopped only by that
-  record (`stop`), never by a process name.
+  record (`stop`), never by a process name;
+- used under a shared lock (``dockerd.users.lock``) that every process which `ensure`d it holds
+  until it exits, so `lab down --all` in one lab root never stops the daemon under a process
+  that is making or driving containers (another root's labs, a pytest run, a pooled lab).
 
 The storage driver is the daemon's own choice (overlay2 where the kernel has it, then
 fuse-overlayfs, then vfs); `info()` says which.
@@ -31,11 +34,13 @@ from typing import Any
 
 from lab.cgroup import DEFAULT_STATE_ROOT
 from lab.state import ProcessRef
+from lab.wait import WaitTimeout, wait_for
 
 RUN_DIR = Path("/run/hapair-lab")
 SOCKET = RUN_DIR / "docker.sock"
 RECORD = RUN_DIR / "dockerd.json"
 LOCK = RUN_DIR / "dockerd.lock"
+USERS_LOCK = RUN_DIR / "dockerd.users.lock"
 LOG = RUN_DIR / "dockerd.log"
 DATA_ROOT = Path(DEFAULT_STATE_ROOT) / "docker"
 START_TIMEOUT_S = 60.0
@@ -44,6 +49,26 @@ LABEL_LAB = "org.hapair-lab.lab"
 
 class DockerUnavailable(RuntimeError):
     """No Docker engine can be reached or started (the message says why)."""
+
+
+_users_fd: int | None = None  # this process's shared hold on USERS_LOCK, once it used the daemon
+
+
+def _hold_as_user() -> None:
+    """Hold USERS_LOCK shared until this process exits (the kernel drops it then, whatever
+    the way out). Called under `_locked`, so it never interleaves with `stop`'s check."""
+    global _users_fd
+    if _users_fd is None:
+        fd = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        _users_fd = fd
+
+
+def _release_as_user() -> None:
+    global _users_fd
+    if _users_fd is not None:
+        os.close(_users_fd)
+        _users_fd = None
 
 
 def external_host() -> str | None:
@@ -105,10 +130,12 @@ def ensure() -> str:
         return "external"
     with _locked():
         if running() is not None and _ping():
+            _hold_as_user()
             return "running"
         if running() is not None:
             # alive but not answering yet: another `lab` just started it
             _wait_answering(running())
+            _hold_as_user()
             return "running"
         if shutil.which("dockerd") is None:
             raise DockerUnavailable("dockerd is not installed (make setup BACKEND=docker "
@@ -126,23 +153,30 @@ def ensure() -> str:
                                    "argv": dockerd_argv(), "started": time.time()}))
         os.replace(tmp, RECORD)
         _wait_answering(ref)
+        _hold_as_user()
         return "started"
 
 
 def _wait_answering(ref: ProcessRef | None) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+    """Until the daemon answers; at once if it died (its log's tail says why)."""
+    def look() -> str:
         if _ping():
-            return
-        if ref is None or ref.exited():
-            break
-        time.sleep(0.1)
-    tail = LOG.read_text(errors="replace")[-1500:] if LOG.exists() else ""
-    raise DockerUnavailable(f"the lab's dockerd did not answer on {SOCKET}: {tail.strip()}")
+            return "answers"
+        return "dead" if ref is None or ref.exited() else ""
+    try:
+        seen = wait_for(look, timeout=START_TIMEOUT_S, interval=0.1, max_interval=0.1,
+                        what=f"the lab's dockerd to answer on {SOCKET}")
+    except WaitTimeout:
+        seen = "silent"
+    if seen != "answers":
+        tail = LOG.read_text(errors="replace")[-1500:] if LOG.exists() else ""
+        raise DockerUnavailable(f"the lab's dockerd did not answer on {SOCKET} ({seen}): "
+                                f"{tail.strip()}")
 
 
 def stop(timeout: float = 30.0) -> str:
-    """Stop the lab's own daemon by its record; refused while any lab's container exists."""
+    """Stop the lab's own daemon by its record; refused while another process uses it or any
+    lab's container exists."""
     if external_host():
         return "external engine: not ours to stop"
     with _locked():
@@ -150,24 +184,43 @@ def stop(timeout: float = 30.0) -> str:
         if ref is None:
             RECORD.unlink(missing_ok=True)
             return "not running"
-        if _ping():
-            import docker
-            with contextlib.closing(docker.DockerClient(base_url=base_url())) as c:
-                left = c.containers.list(all=True, filters={"label": LABEL_LAB})
-            if left:
-                labs = sorted({ct.labels.get(LABEL_LAB, "?") for ct in left})
-                raise DockerUnavailable(f"{len(left)} lab containers still exist (labs: "
-                                        f"{', '.join(labs)}): `lab down` them first")
-        ref.kill(15)
-        deadline = time.monotonic() + timeout
-        while not ref.exited() and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(ref.pid, os.WNOHANG)
-            time.sleep(0.1)
-        if not ref.exited():
-            ref.kill()
-        RECORD.unlink(missing_ok=True)
-        return f"stopped dockerd {ref.pid}"
+        _release_as_user()
+        users = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DockerUnavailable("a running lab process uses it (a `lab up` or a test "
+                                        "run)") from None
+            return _stop_locked(ref, timeout)
+        finally:
+            os.close(users)
+
+
+def _stop_locked(ref: ProcessRef, timeout: float) -> str:
+    """`stop` once no other process uses the daemon: refused while lab containers exist."""
+    if _ping():
+        import docker
+        with contextlib.closing(docker.DockerClient(base_url=base_url())) as c:
+            # the plain listing: the SDK's `containers.list` inspects each one and fails on
+            # a container removed meanwhile by another root's `lab down`
+            left = c.api.containers(all=True, filters={"label": LABEL_LAB})
+        if left:
+            labs = sorted({str((ct.get("Labels") or {}).get(LABEL_LAB, "?")) for ct in left})
+            raise DockerUnavailable(f"{len(left)} lab containers still exist (labs: "
+                                    f"{', '.join(labs)}): `lab down` them first")
+    ref.kill(15)
+
+    def exited() -> bool:
+        with contextlib.suppress(ChildProcessError):  # our child only when we started it
+            os.waitpid(ref.pid, os.WNOHANG)
+        return ref.exited()
+    try:
+        wait_for(exited, timeout=timeout, interval=0.1, what=f"dockerd {ref.pid} to exit")
+    except WaitTimeout:
+        ref.kill()
+    RECORD.unlink(missing_ok=True)
+    return f"stopped dockerd {ref.pid}"
 
 
 def info() -> dict[str, Any]:

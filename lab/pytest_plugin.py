@@ -99,16 +99,26 @@ def pytest_configure(config: pytest.Config) -> None:
 def terminate_like_ctrl_c() -> None:
     """SIGTERM (a cancelled CI job, `kill`) ends the run as Ctrl-C does: KeyboardInterrupt in
     the main thread, so every lab fixture's teardown and the pool's clean-up still run instead
-    of the process dying with its labs up. Left alone where a handler is already installed."""
+    of the process dying with its labs up. Left alone where a handler is already installed.
+
+    Only in this process: a child forked from it without exec (a multiprocessing worker, a
+    probe forked by a test) inherits the handler, and there SIGTERM must end the child as
+    usual, not unwind a copy of pytest's stack that then reports to the run as a worker."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
         return
+    owner = os.getpid()
 
     def interrupt(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, interrupt)
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent with -p no:xdist
 def pytest_configure_node(node: Any) -> None:
     """xdist hook: every worker writes into the controller's run directory."""
     node.workerinput["hapair_run_id"] = node.config.hapair_run_id
@@ -531,20 +541,19 @@ class SlaJudge:
                                          "ok" if v.ok else f"breach: {v}"))
         callspec = getattr(item, "callspec", None)
         outdir = getattr(made, "outdir", None)
-        backend = getattr(getattr(made, "lab", None), "backend", None)
         item.stash[RECORD_KEY] = history.make_record(
             run_id=str(item.config.hapair_run_id),  # type: ignore[attr-defined]
             test_id=item.nodeid, scenario=scenario, profile=profile,
             metrics=metrics.to_dict(), verdicts=verdicts,
             repetition=callspec.params.get("hapair_repeat") if callspec is not None else None,
             timeline=str(Path(outdir) / "timeline.png") if outdir is not None else None,
-            **_backend_fields(made.lab if backend is not None else None))
+            **_backend_fields(getattr(made, "lab", None)))
         return [str(v) for v in verdicts or [] if not v.ok]
 
 
 def _backend_fields(lab: Any) -> dict[str, Any]:
     """What a history record says about the lab's kind of node."""
-    if lab is None:
+    if getattr(lab, "backend", None) is None:
         return {}
     return {"backend": lab.backend.name, "image": lab.backend.image,
             "node_versions": lab.backend.versions(lab)}

@@ -139,3 +139,22 @@ def test_testinfra_docker_url_agrees_with_the_lab_backend(lab_factory: LabFactor
             }
         iface = next(i.name for i in node.spec.interfaces)
         assert answers(theirs, iface) == answers(ours, iface), node.name
+
+
+def test_down_all_elsewhere_keeps_the_engine_a_process_uses(tmp_path: Path) -> None:
+    """`lab down --all` in another lab root finds no container of its own labs, yet the engine
+    stays: this process has used it (and may be about to make containers), so stopping it
+    would pull it from under a running lab or test run."""
+    import subprocess
+    import sys
+
+    from lab import dockerd
+    dockerd.ensure()
+    engine = dockerd.running()
+    down = subprocess.run([sys.executable, "-m", "lab.cli", "down", "--all"],
+                          env={**os.environ, "HAPAIR_LAB_ROOT": str(tmp_path / "root")},
+                          capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    if engine is not None:  # the lab's own engine (an external one is never stopped)
+        assert "keeps running: a running lab process uses it" in " ".join(down.stdout.split())
+        assert dockerd.running() == engine

@@ -112,7 +112,8 @@ def test_sigkill_midway_then_down_all(tmp_path: Path) -> None:
     env = {"HAPAIR_LAB_ROOT": str(tmp_path / "root")}
     before = rootns.snapshot()
     seed = random.randrange(2**32)
-    delays = [random.Random(seed).uniform(0.05, 0.7) for _ in range(3)]
+    rng = random.Random(seed)
+    delays = [rng.uniform(0.05, 0.7) for _ in range(3)]
     print(f"random seed {seed}: SIGKILL after {delays}")
     for i, delay in enumerate(delays):
         proc = subprocess.Popen([*LAB, "up", "--name", f"k{i}", "--stack", "none"],
@@ -158,16 +159,24 @@ def test_{n}(lab):
 '''
 
 
-@pytest.mark.slow
-def test_pytest_xdist_runs_two_labs_at_once(tmp_path: Path) -> None:
-    """Acceptance 4b: `pytest -n 2` gives each worker its own lab, up at the same time."""
+def inner_suite(tmp_path: Path, template: str) -> tuple[Path, Path]:
+    """A pytest suite of two tests (`template` as test_a and test_b) for an inner run, and an
+    empty directory its tests write their lab names into."""
     tests = tmp_path / "inner"
     tests.mkdir()
     (tests / "conftest.py").write_text('pytest_plugins = ["lab.pytest_plugin"]\n')
-    (tests / "test_inner.py").write_text(XDIST_INNER.replace("{n}", "a") +
-                                         XDIST_INNER.replace("{n}", "b").split("\n", 3)[3])
+    # the second copy without the first one's imports
+    (tests / "test_inner.py").write_text(template.replace("{n}", "a") +
+                                         template.replace("{n}", "b").split("\n", 3)[3])
     probe = tmp_path / "probe"
     probe.mkdir()
+    return tests, probe
+
+
+@pytest.mark.slow
+def test_pytest_xdist_runs_two_labs_at_once(tmp_path: Path) -> None:
+    """Acceptance 4b: `pytest -n 2` gives each worker its own lab, up at the same time."""
+    tests, probe = inner_suite(tmp_path, XDIST_INNER)
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "-p",
                              "no:cacheprovider", str(tests)], capture_output=True, text=True,
                             timeout=300, cwd=tmp_path,
@@ -194,13 +203,7 @@ def test_{n}(lab):
 def test_sigterm_to_a_run_removes_its_labs(tmp_path: Path, workers: str) -> None:
     """A cancelled CI job sends SIGTERM to the run's process group: the labs of the tests it
     interrupted are removed as after Ctrl-C, never left up."""
-    tests = tmp_path / "inner"
-    tests.mkdir()
-    (tests / "conftest.py").write_text('pytest_plugins = ["lab.pytest_plugin"]\n')
-    (tests / "test_inner.py").write_text(TERM_INNER.replace("{n}", "a") +
-                                         TERM_INNER.replace("{n}", "b").split("\n", 3)[3])
-    probe = tmp_path / "probe"
-    probe.mkdir()
+    tests, probe = inner_suite(tmp_path, TERM_INNER)
     inner = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-n", workers, "-p",
                               "no:cacheprovider", str(tests)], cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -99,8 +99,10 @@ def readiness(lab: Lab, status: dict[str, Any] | None = None,
 
 
 # How long dnsmasq must have been running before a client still without a lease is nudged.
-# dnsmasq binds its DHCP socket before it writes the pid file status looks for; the margin
-# covers a machine too busy to schedule it at once (a client nudged too early retries anyway).
+# A margin for dnsmasq to listen once the pid file status looks for exists (in the runs
+# looked at, the nudged client's DISCOVER was answered at once); a client nudged too early
+# retries on its own backoff. That dnsmasq binds before writing the pid file was not checked
+# in its source.
 NUDGE_AFTER_S = 0.1
 
 
