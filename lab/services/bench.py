@@ -11,9 +11,12 @@ use). The parts come from three records of the run, all on the wall clock:
   IPaddr), the stock IPv6addr agents (each waits out DAD, then sends unsolicited NAs);
 - the preferred node's syslog (microseconds): dnsmasq's start, each client's first DHCPACK,
   ddclient's updates.
-The lab's own share is everything that is neither heartbeat's (from the last node booted to
-dnsmasq started by heartbeat) nor the clients' DHCP retry backoff (dhclient, started at boot,
-retries with growing pauses until a DHCP server exists).
+The lab's own share is the critical path's part that is the lab's: everything before the pair's
+heartbeats are launched, the time from dnsmasq serving to the lab's nudge of the clients still
+without a lease, and the readiness polling after the last service was seen. Not the lab's:
+heartbeat's (launch to dnsmasq started: its start-up delay, the resource agents), the clients'
+DHCP exchange (or dhclient's retry backoff where no nudge came first) and SLAAC address (the
+first router advertisement dnsmasq sends), ddclient's update.
 """
 
 from __future__ import annotations
@@ -110,6 +113,13 @@ def ready_parts(events: list[dict[str, Any]], ha_log: str, syslog: str) -> dict[
         parts[f"boot_{e['node']}_s"] = float(e["boot_s"])
     parts["daemons_start_s"] = sum(float(e["boot_s"]) for e in boots) - disk_total
     booted = max((float(e["t_wall"]) for e in boots), default=began)
+    # heartbeat's time starts when the pair's heartbeats are launched: what the lab does after
+    # that (the other nodes' boots, waiting for heartbeat to answer) overlaps its start-up
+    # delay; older records have no launch event, and the last node booted stands in for it
+    launches = [float(e["t_wall"]) for e in events if e.get("event") == "heartbeat.launch"]
+    launched = max(launches, default=booted)
+    parts["lab_before_heartbeat_s"] = launched - began
+    nudges = [float(e["t_wall"]) for e in events if e.get("event") == "client.dhcp_nudge"]
 
     lines = syslog_times(syslog)
     dnsmasq = next((t for t, proc, _ in lines if t >= began and proc == "dnsmasq"), None)
@@ -120,11 +130,24 @@ def ready_parts(events: list[dict[str, Any]], ha_log: str, syslog: str) -> dict[
     served = [t for t, proc, msg in lines if t >= began and proc == "ddclient"
               and msg.startswith("SUCCESS")]
     if dnsmasq is not None:
-        parts["heartbeat_until_dnsmasq_s"] = dnsmasq - booted
+        parts["heartbeat_until_dnsmasq_s"] = dnsmasq - launched
         acks = max(first_ack.values(), default=dnsmasq)
-        parts["clients_dhcp_backoff_s"] = max(0.0, acks - dnsmasq)
+        nudged = max((t for t in nudges if dnsmasq <= t <= acks), default=dnsmasq)
+        # dnsmasq serving until the lab restarted the leaseless clients' dhclient: the lab's
+        parts["clients_nudge_latency_s"] = nudged - dnsmasq
+        # then each client's DISCOVER..ACK (or, not nudged, dhclient's own retry backoff)
+        parts["clients_dhcp_backoff_s"] = max(0.0, acks - nudged)
+        # ... and its SLAAC address (dnsmasq's first router advertisement), as the lab's
+        # host-side look saw both (older records: the last ACK)
+        seen = last("lab.clients_ready")
+        configured = float(seen["t_wall"]) if seen is not None else acks
+        parts["clients_configured_s"] = max(0.0, configured - nudged)
+        if served:
+            parts["ddclient_after_dnsmasq_s"] = max(0.0, min(served) - dnsmasq)
         parts["readiness_polling_s"] = max(0.0, float(ready["t_wall"])
-                                           - max([acks, dnsmasq, *served]))
+                                           - max([configured, dnsmasq, *served]))
+        parts["lab_own_s"] = (parts["lab_before_heartbeat_s"]
+                              + parts["clients_nudge_latency_s"] + parts["readiness_polling_s"])
     agents = [(t, line) for t, line in ha_times(ha_log) if t >= began - 1]
     acquiring = next((t for t, line in agents if "Acquiring resource group" in line), None)
     first_v6 = next((t for t, line in agents if "Running" in line and "/IPv6addr " in line),
@@ -137,9 +160,6 @@ def ready_parts(events: list[dict[str, Any]], ha_log: str, syslog: str) -> dict[
     phases = heartbeat_phases(ha_log, "")
     if "startup_delay_s" in phases:
         parts["heartbeat_startup_delay_s"] = phases["startup_delay_s"]
-    if "heartbeat_until_dnsmasq_s" in parts:
-        parts["lab_own_s"] = (total - parts["heartbeat_until_dnsmasq_s"]
-                              - parts["clients_dhcp_backoff_s"])
     return parts
 
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab import walk
 from lab.services import dhclient, registrar
 from lab.wait import WaitTimeout, wait_for
 
 if TYPE_CHECKING:
     from lab.lab import Lab
+    from lab.node import Node
 
 
 _RA_RANGE = re.compile(r"^\s*dhcp-range=.*\bconstructor:([\w.]+).*\bra-", re.M)
@@ -39,13 +42,45 @@ def advertised_segments(lab: Lab) -> set[str]:
     return segments
 
 
-def _has_address_in(interfaces: dict[str, list[str]], prefix: Any) -> bool:
-    for addrs in interfaces.values():
-        for a in addrs:
-            word = a.split()[0]
-            if ":" in word and ipaddress.ip_interface(word).ip in prefix:
-                return True
-    return False
+IFA_F_DADFAILED = 0x08
+
+
+def inet6_addresses(proc_if_inet6: str) -> list[tuple[ipaddress.IPv6Address, str, int]]:
+    """(address, interface, flags) of each line of a /proc/PID/net/if_inet6 (pure)."""
+    out = []
+    for line in proc_if_inet6.splitlines():
+        fields = line.split()
+        if len(fields) == 6 and len(fields[0]) == 32:
+            address = ipaddress.IPv6Address(int(fields[0], 16))
+            out.append((address, fields[5], int(fields[4], 16)))
+    return out
+
+
+def has_address_in(node: Node, iface: str, prefix: Any) -> bool:
+    """Whether the node's interface has an address in `prefix` (SLAAC made it): read from
+    the host, no process started. An address still in duplicate address detection counts, as
+    `ip addr` lists it; one whose detection failed does not. A node that is off has none."""
+    if node.state != "running":
+        return False
+    text = walk.read_text(Path(f"/proc/{node.init_pid}/net/if_inet6")) or ""
+    return any(name == iface and address in prefix and not flags & IFA_F_DADFAILED
+               for address, name, flags in inet6_addresses(text))
+
+
+def client_checks(lab: Lab, advertised: set[str]) -> dict[str, bool]:
+    """The clients' readiness: a lease, and a SLAAC address where the servers advertise a
+    prefix. Host-side reads only (~1 ms), so a wait can ask often."""
+    checks = {}
+    for node in lab:
+        if node.spec.role != "client":
+            continue
+        checks[f"{node.name} has a lease"] = has_lease(node)
+        for iface in node.spec.interfaces:
+            prefix = lab.topology.segments[iface.segment].ipv6
+            if iface.segment in advertised and prefix is not None:
+                checks[f"{node.name} has a SLAAC address"] = has_address_in(node, iface.name,
+                                                                           prefix)
+    return checks
 
 
 def readiness(lab: Lab, status: dict[str, Any] | None = None,
@@ -79,81 +114,95 @@ def readiness(lab: Lab, status: dict[str, Any] | None = None,
             and all(drbd.get(p, {}).get("role") == "Secondary" for p in peers)
             and all(drbd.get(n, {}).get("cstate") == "Connected"
                     and drbd.get(n, {}).get("dstate") == "UpToDate" for n in servers))
+    checks.update(client_checks(lab, advertised))
     for node in lab:
-        if node.spec.role == "client":
-            try:
-                leases = node.path("/var/lib/dhcp/dhclient.leases").read_text()
-            except FileNotFoundError:
-                leases = ""
-            checks[f"{node.name} has a lease"] = "fixed-address" in leases
-            for iface in node.spec.interfaces:
-                prefix = lab.topology.segments[iface.segment].ipv6
-                if iface.segment in advertised and prefix is not None:
-                    interfaces = st.get("nodes", {}).get(node.name, {}).get("interfaces", {})
-                    checks[f"{node.name} has a SLAAC address"] = _has_address_in(
-                        {iface.name: interfaces.get(iface.name, [])}, prefix)
-        elif node.spec.role == "internet":
+        if node.spec.role == "internet":
             checks["registrar updated by preferred"] = any(
                 u.get("accepted") and u.get("node") == preferred for u in registrar.updates(node))
     return checks
 
 
-# How long dnsmasq must have been running before a client still without a lease is nudged.
-# A margin for dnsmasq to listen once the pid file status looks for exists (in the runs
-# looked at, the nudged client's DISCOVER was answered at once); a client nudged too early
-# retries on its own backoff. That dnsmasq binds before writing the pid file was not checked
-# in its source.
-NUDGE_AFTER_S = 0.1
+DHCP_SERVER_PORT = 67
+
+
+def udp_ports(proc_net_udp: str) -> set[int]:
+    """The local ports of the sockets listed in a /proc/PID/net/udp (pure)."""
+    ports = set()
+    for line in proc_net_udp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 1 and ":" in fields[1]:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def serving_dhcp(lab: Lab) -> bool:
+    """Whether a server node has a socket on the DHCP server port: the moment a client's
+    DISCOVER gets an answer. Read from the host (/proc/PID/net/udp of the node's init shows its
+    network namespace): no process is started, so it can be asked every few milliseconds."""
+    for node in lab:
+        if node.spec.role == "server" and node.state == "running":
+            text = walk.read_text(Path(f"/proc/{node.init_pid}/net/udp"))
+            if text is not None and DHCP_SERVER_PORT in udp_ports(text):
+                return True
+    return False
 
 
 class ClientNudger:
-    """Restarts, once, the DHCP client of each client node still without a lease once dnsmasq
-    serves. At `lab up` the clients boot with the servers and their dhclient backs off
-    (seconds between DISCOVERs: 3.9 s of the fast profile's time to ready, 12.5 s of seed's)
-    while heartbeat waits out its start-up delay; a fresh dhclient asks at once, as a device
-    plugged in after the servers came up would. Only readiness uses it: a client's behaviour
-    during a scenario is dhclient's own."""
+    """Restarts, once, the DHCP client of each client node still without a lease once a
+    server listens for DHCP. At `lab up` the clients boot with the servers and their dhclient
+    backs off (seconds between DISCOVERs: 3.9 s of the fast profile's time to ready, 12.5 s of
+    seed's) while heartbeat waits out its start-up delay; a fresh dhclient asks at once, as a
+    device plugged in after the servers came up would. Only readiness uses it: a client's
+    behaviour during a scenario is dhclient's own."""
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
-        self.serving_since: float | None = None
         self.nudged: set[str] = set()
 
-    def __call__(self, status: dict[str, Any], checks: dict[str, bool]) -> None:
-        if not any(s.get("dnsmasq") for s in status.get("services", {}).values()):
-            self.serving_since = None
-            return
-        now = time.monotonic()
-        if self.serving_since is None:
-            self.serving_since = now
-        if now - self.serving_since < NUDGE_AFTER_S:
-            return
+    def __call__(self) -> None:
         for node in self.lab:
             if (node.spec.role == "client" and node.name not in self.nudged
-                    and node.state == "running" and not checks.get(f"{node.name} has a lease")):
+                    and node.state == "running"
+                    and not has_lease(node)):
                 self.nudged.add(node.name)
                 dhclient.restart(node, node.spec.interfaces[0].name)
                 self.lab.log_event("client.dhcp_nudge", node=node.name)
 
 
-def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.25) -> float:
+def has_lease(node: Node) -> bool:
+    """Whether the client's dhclient holds a lease (its lease file, read from the host)."""
+    return "fixed-address" in (walk.read_text(node.path(dhclient.LEASES)) or "")
+
+
+def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.1) -> float:
     """Wait until every readiness check holds; returns the seconds waited. On timeout the
-    error names the checks still failing and ends with the servers' heartbeat logs."""
+    error names the checks still failing and ends with the servers' heartbeat logs.
+
+    Three phases, the first two with cheap looks every 20-50 ms: until a server listens for
+    DHCP (the clients still without a lease are nudged then), until the clients hold their
+    leases and SLAAC addresses, then the full checks (each `lab.status()` runs commands in every
+    server: ~0.1-0.25 s here) every `poll` seconds. Each phase's end is an event, so the bench
+    can tell the services' time from the lab's."""
     start = time.monotonic()
     nudge = ClientNudger(lab)
     advertised = advertised_segments(lab)
 
     def look() -> dict[str, bool]:
-        status = lab.status()
-        checks = readiness(lab, status, advertised)
-        nudge(status, checks)
-        return checks
+        return readiness(lab, lab.status(), advertised)
     try:
+        wait_for(lambda: serving_dhcp(lab), timeout=timeout, interval=0.02, max_interval=0.05,
+                 what=f"a server of lab {lab.name} to listen for DHCP")
+        lab.log_event("lab.dhcp_listening", waited_s=round(time.monotonic() - start, 4))
+        nudge()
+        wait_for(lambda: client_checks(lab, advertised), until=lambda c: all(c.values()),
+                 timeout=max(0.0, timeout - (time.monotonic() - start)), interval=0.02,
+                 max_interval=0.05, what=f"lab {lab.name}'s clients to be configured")
+        lab.log_event("lab.clients_ready", waited_s=round(time.monotonic() - start, 4))
         wait_for(look, until=lambda checks: bool(checks) and all(checks.values()),
-                 timeout=timeout, interval=poll, max_interval=poll,
-                 what=f"lab {lab.name} to be ready")
+                 timeout=max(0.0, timeout - (time.monotonic() - start)), interval=poll,
+                 max_interval=poll, what=f"lab {lab.name} to be ready")
     except WaitTimeout as exc:
-        checks = exc.last if isinstance(exc.last, dict) else {}
+        checks = exc.last if isinstance(exc.last, dict) else look()
         failing = [k for k, ok in checks.items() if not ok]
         detail = ""
         for node in lab:

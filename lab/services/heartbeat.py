@@ -48,6 +48,7 @@ def launch(node: Node) -> None:
     rc, out = node.execute(f"{HEARTBEAT} </dev/null >>/var/log/heartbeat.out 2>&1", timeout=30)
     if rc != 0:
         raise RuntimeError(f"{node.name}: {HEARTBEAT} exited {rc}: {out.strip()}")
+    node.lab.log_event("heartbeat.launch", node=node.name)
 
 
 def wait_running(node: Node, timeout: float = 60) -> None:

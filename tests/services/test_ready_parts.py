@@ -59,8 +59,37 @@ def test_parts_of_a_recorded_run() -> None:
     assert parts["heartbeat_until_dnsmasq_s"] == pytest.approx(26.05)
     # each client's first ACK counts: c1's at 43.25, not its renewal at 44.0
     assert parts["clients_dhcp_backoff_s"] == pytest.approx(8.0)
+    assert parts["clients_nudge_latency_s"] == 0.0
+    assert parts["ddclient_after_dnsmasq_s"] == pytest.approx(0.134176)
     assert parts["readiness_polling_s"] == pytest.approx(0.25)
-    assert parts["lab_own_s"] == pytest.approx(36.2 - 26.05 - 8.0)
+    # lab.up.timing's total began at 01:57:07.30; no launch event: the last boot stands in
+    assert parts["lab_before_heartbeat_s"] == pytest.approx(1.9)
+    assert parts["lab_own_s"] == pytest.approx(1.9 + 0.25)
+
+
+def test_heartbeat_launch_and_nudge_split_the_critical_path() -> None:
+    events = [*EVENTS[:5],
+              {"event": "heartbeat.launch", "node": "lsvm1", "t_wall": wall("01:57:08.50")},
+              {"event": "heartbeat.launch", "node": "lsvm2", "t_wall": wall("01:57:08.60")},
+              *EVENTS[5:7],
+              {"event": "client.dhcp_nudge", "node": "g1", "t_wall": wall("01:57:35.40")},
+              {"event": "client.dhcp_nudge", "node": "c1", "t_wall": wall("01:57:35.50")},
+              {"event": "lab.clients_ready", "t_wall": wall("01:57:43.30")},
+              *EVENTS[7:]]
+    parts = ready_parts(events, HA_LOG, SYSLOG)
+    # heartbeat's share starts at the later launch, not at c1's boot after it
+    assert parts["lab_before_heartbeat_s"] == pytest.approx(1.3)
+    assert parts["heartbeat_until_dnsmasq_s"] == pytest.approx(26.65)
+    assert parts["clients_nudge_latency_s"] == pytest.approx(0.25)
+    assert parts["clients_dhcp_backoff_s"] == pytest.approx(7.75)
+    # leases and SLAAC addresses seen at 43.30: polling is what follows
+    assert parts["clients_configured_s"] == pytest.approx(7.8)
+    assert parts["readiness_polling_s"] == pytest.approx(0.2)
+    assert parts["lab_own_s"] == pytest.approx(1.3 + 0.25 + 0.2)
+    # the critical path adds up: lab before heartbeat, heartbeat, nudge, clients, polling
+    assert sum(parts[k] for k in ("lab_before_heartbeat_s", "heartbeat_until_dnsmasq_s",
+                                  "clients_nudge_latency_s", "clients_configured_s",
+                                  "readiness_polling_s")) == pytest.approx(36.2)
 
 
 def test_no_parts_before_the_lab_was_ready() -> None:
