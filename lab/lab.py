@@ -198,8 +198,8 @@ class Lab:
 
         The switch's and every node's container start side by side (each is a fresh
         interpreter setting up namespaces: ~20-50 ms apiece, overlapping on the machine's
-        cores); then the switch is built and the nodes are finished and wired one by one, in
-        the topology's order, each booted by the stack as before. Nothing waits for IPv6
+        cores); then the switch is built, every node is finished and wired in the topology's
+        order, and the stack boots them all (`Stack.boot_all`). Nothing waits for IPv6
         duplicate address detection: the lab's own addresses skip it (lab/net.py). The
         `lab.up.timing` event says where the time went."""
         say = progress or (lambda _msg: None)
@@ -252,17 +252,14 @@ class Lab:
                 launch.ready()
             step("nodes_ready_s")
             for node in self.nodes.values():
-                # one node at a time, wired then booted, as the stack expects: a server's
-                # boot looks at which servers are up already
-                say(f"node {node.name}")
                 node._finish_power_on(launches[node.name], settle=False)
-                step("nodes_wired_s")
-                if self.stack is not None:
-                    booting = time.monotonic()
-                    self.stack.boot(node)
-                    self.log_event("node.boot", node=node.name,
-                                   boot_s=round(time.monotonic() - booting, 4))
-                    step("boot_s")
+            step("nodes_wired_s")
+            if self.stack is not None:
+                # all wired first: the stack boots them in its own order, servers side by side
+                say("booting the nodes")
+                for name, seconds in self.stack.boot_all(list(self.nodes.values())).items():
+                    self.log_event("node.boot", node=name, boot_s=round(seconds, 4))
+                step("boot_s")
             # the power agent is needed only once a node asks to reboot (the request waits for
             # it in the node's files); started after the containers, its interpreter does not
             # compete with theirs for the CPU

@@ -1,7 +1,8 @@
 """The seam between the lab's machines and the services that run on them.
 
 A `Stack` plays the part of each node's init system: the lab calls `prepare` once before any
-node boots (to write the configuration onto the nodes' disks), `boot` whenever a node powers on,
+node boots (to write the configuration onto the nodes' disks), `boot_all` when the whole lab
+powers on, `boot` whenever one node powers on later,
 `halt` when it is shut down in an orderly way, and `after_crash` when it lost power (for host-side
 leftovers such as loop devices). A bare lab has no stack: just machines and wires.
 """
@@ -9,6 +10,7 @@ leftovers such as loop devices). A bare lab has no stack: just machines and wire
 from __future__ import annotations
 
 import importlib
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,6 +32,16 @@ class Stack:
 
     def boot(self, node: Node) -> None:
         """The node just powered on and is wired: start what its init would start."""
+
+    def boot_all(self, nodes: list[Node]) -> dict[str, float]:
+        """`lab up`: every node just powered on and wired, boot them all; returns each node's
+        boot seconds. By default one at a time, in the order given (the topology's)."""
+        seconds: dict[str, float] = {}
+        for node in nodes:
+            began = time.monotonic()
+            self.boot(node)
+            seconds[node.name] = time.monotonic() - began
+        return seconds
 
     def halt(self, node: Node) -> None:
         """Orderly shutdown: stop services so that the peer can take over cleanly."""

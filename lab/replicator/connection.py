@@ -22,6 +22,10 @@ from lab.replicator.metadata import BLOCK
 if TYPE_CHECKING:
     from lab.replicator.core import Replicator
 
+# How long an initiator without a link listens before it dials again after the peer refused
+# (its replicator not listening yet): a pair started together connects within this.
+DIAL_PAUSE_S = 0.1
+
 
 class Pending:
     """A request waiting for the peer. Whoever fails it marks its blocks out of sync at that
@@ -185,6 +189,9 @@ class Connection:
                     time.sleep(0.5)
                     continue
             sock: socket.socket | None = None
+            # an initiator still to dial listens only briefly: its peer may just be starting
+            dialing = self.want_connect and self.link is None and self.initiator
+            listener.settimeout(DIAL_PAUSE_S if dialing else 0.5)
             try:
                 sock, _ = listener.accept()
             except TimeoutError:
@@ -203,6 +210,10 @@ class Connection:
                     sock = socket.create_connection((r.peer.address, r.peer.port),
                                                     timeout=1.0,
                                                     source_address=(r.me.address, 0))
+                except ConnectionRefusedError:
+                    # the peer's host answers, its replicator is not listening (yet): the next
+                    # brief accept is the pause, so a pair started together connects at once
+                    sock = None
                 except OSError:
                     sock = None
                     time.sleep(min(r.res.connect_int_s, 0.5))

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,11 +111,11 @@ def make_template(path: Path, size: int = DEFAULT_SIZE) -> Path:
     """Make `path` once per machine: ext4 over the data area (`mkfs.ext4 -q -F`, as the seed's
     bootstrap runs it on /dev/drbd0, whose size is the data area), internal metadata after
     it, disk UpToDate. Built aside and renamed into place, so two labs making it at once
-    both end up with a whole one."""
+    both end up with a whole one (two threads too)."""
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.truncate(data_size_for(size))

@@ -13,6 +13,8 @@ import ipaddress
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,33 +205,66 @@ class SeedStack(Stack):
             PUBLIC_DOMAIN: (public, *v6[:1]),
         })
 
+    def boot_all(self, nodes: list[Node]) -> dict[str, float]:
+        """`lab up`: the servers boot side by side up to their disks, then the pair starts
+        together (the disk's one-time bootstrap, both heartbeats launched: the moment heartbeat's
+        start-up delay begins), then the other nodes, whose boots overlap that delay."""
+        seconds: dict[str, float] = {}
+
+        def timed(step: Callable[[Node], None], node: Node) -> None:
+            began = time.monotonic()
+            step(node)
+            seconds[node.name] = seconds.get(node.name, 0.0) + time.monotonic() - began
+        servers = [n for n in nodes if n.spec.role == "server"]
+        with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
+            for done in [pool.submit(timed, self._server_base, n) for n in servers]:
+                done.result()
+        if servers:
+            lead = next((n for n in servers if n.name == self.preferred(servers[0].lab)),
+                        servers[-1])
+            timed(lambda _lead: self._pair_start(servers), lead)
+        for node in nodes:
+            if node.spec.role != "server":
+                timed(self.boot, node)
+        return seconds
+
     def _boot_server(self, node: Node) -> None:
+        self._server_base(node)
+        marker = self.state_dir(node.lab) / "disk-bootstrapped"
+        if self.disk_mode != "replicated" or marker.exists():
+            self._start_heartbeat(node)
+            return
+        # First boot of the pair, one node at a time: the first server to boot waits for the
+        # other (the disk is made before heartbeat runs anywhere, which needs both servers up)
+        servers = self.servers(node.lab)
+        if all(n.state == "running" for n in servers):
+            self._pair_start(servers)
+
+    def _server_base(self, node: Node) -> None:
+        """What a server's init starts before heartbeat: its syslog, the seed's firewall,
+        heartbeat's run directories, the replicated disk (attached, Secondary)."""
         spawn(node, [node.python, "-m", "lab.services.syslogd", "/dev/log", SYSLOG_LOG],
               "/var/log/syslogd.out")
         node.wait_until_succeeds("test -S /dev/log", timeout=10)
         if node.path(firewall.RULESET_PATH).exists():  # the seed's ufw, up before any daemon
             firewall.apply(node)
         heartbeat.prepare_runtime(node)
-        if self.disk_mode != "replicated":
-            self._start_heartbeat(node)
-            return
-        disk.boot(node)
-        marker = self.state_dir(node.lab) / "disk-bootstrapped"
-        if marker.exists():
-            self._start_heartbeat(node)
-            return
-        # First boot of the pair: like the seed's manual steps, the disk is made before heartbeat
-        # runs anywhere, which needs both servers up; the first one to boot waits for the other.
-        servers = self.servers(node.lab)
-        if any(n.state != "running" for n in servers):
-            return
-        primary = next((n for n in servers if n.name == self.preferred(node.lab)), servers[-1])
-        secondary = next(n for n in servers if n is not primary)
-        content = self.state_dir(node.lab) / "disk-content"
-        files = {"/" + str(p.relative_to(content)): p.read_text()
-                 for p in sorted(content.rglob("*")) if p.is_file()}
-        disk.bootstrap(primary, secondary, files)
-        marker.touch()
+        if self.disk_mode == "replicated":
+            disk.boot(node)
+
+    def _pair_start(self, servers: list[Node]) -> None:
+        """Both servers booted: like the seed's manual steps, the disk is made (once) before
+        heartbeat runs anywhere; then both heartbeats are launched together."""
+        lab = servers[0].lab
+        marker = self.state_dir(lab) / "disk-bootstrapped"
+        if self.disk_mode == "replicated" and not marker.exists():
+            primary = next((n for n in servers if n.name == self.preferred(lab)), servers[-1])
+            secondary = next(n for n in servers if n is not primary)
+            content = self.state_dir(lab) / "disk-content"
+            files = {"/" + str(p.relative_to(content)): p.read_text()
+                     for p in sorted(content.rglob("*")) if p.is_file()}
+            disk.bootstrap(primary, secondary, files)
+            marker.touch()
         for n in servers:
             heartbeat.launch(n)
         if self.await_ready:
