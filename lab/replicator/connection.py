@@ -22,8 +22,9 @@ from lab.replicator.metadata import BLOCK
 if TYPE_CHECKING:
     from lab.replicator.core import Replicator
 
-# How long an initiator without a link listens before it dials again after the peer refused
-# (its replicator not listening yet): a pair started together connects within this.
+# How long an initiator without a link listens between its dials (after `connect`, or after a
+# peer that refused: its replicator not listening yet): a pair started together connects
+# within this.
 DIAL_PAUSE_S = 0.1
 
 
@@ -189,9 +190,9 @@ class Connection:
                     time.sleep(0.5)
                     continue
             sock: socket.socket | None = None
-            # an initiator still to dial listens only briefly: its peer may just be starting
-            dialing = self.want_connect and self.link is None and self.initiator
-            listener.settimeout(DIAL_PAUSE_S if dialing else 0.5)
+            # an initiator without a link listens only briefly: its peer may just be starting,
+            # and `connect` (drbdadm up) may come any moment and must not wait out a long accept
+            listener.settimeout(DIAL_PAUSE_S if self.initiator and self.link is None else 0.5)
             try:
                 sock, _ = listener.accept()
             except TimeoutError:
