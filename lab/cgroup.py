@@ -105,11 +105,6 @@ class Cgroup:
         text = walk.read_text(self.procs_file)
         return [int(p) for p in text.split()] if text is not None else []
 
-    def threads(self) -> list[int]:
-        """Every thread of the cgroup's processes now (v1 ``tasks``, v2 ``cgroup.threads``)."""
-        text = walk.read_text(self.path / ("tasks" if self.v1 else "cgroup.threads"))
-        return [int(t) for t in text.split()] if text is not None else []
-
     def freeze(self, wait: bool = True, timeout: float = 5.0) -> None:
         """Stop every process; with `wait`, until the kernel says all are frozen (a task in
         uninterruptible sleep can hold that up: TimeoutError after `timeout`)."""

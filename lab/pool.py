@@ -11,16 +11,10 @@ terminal: the test process runs no extra threads beside its probes, and a lab a 
 the same records-backed lab `Lab.attach` reopens. A lab that nobody takes is removed at the end
 of the session; one whose child was killed (Ctrl-C, a crashed worker) is removed by its records
 (`teardown`), exactly as `lab down` removes a SIGKILLed `lab up`.
-
-A booting lab must not disturb the scenario measuring beside it on the same cores, so it boots
-at a lower CPU priority (nice 10, inherited by everything it starts; heartbeat's own real-time
-scheduling is untouched), and at the hand-over every thread of it is set back to normal: the
-test gets a lab like one it booted itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -30,14 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import walk
 from lab.lab import Lab
-from lab.state import lab_cgroups, teardown
-from lab.wait import wait_for
+from lab.state import teardown
 
 Key = tuple[str, str, str]  # (profile, stack, options as sorted JSON)
 BOOT_TIMEOUT_S = 300.0
-BOOT_NICE = 10
 
 
 def key_of(profile: str, stack: str, options: dict[str, Any]) -> Key:
@@ -79,9 +70,7 @@ class LabPool:
             self.missed += 1
             return None
         self.handed += 1
-        lab = Lab.attach(entry.name)
-        normal_priority(lab)
-        return lab
+        return Lab.attach(entry.name)
 
     def prepare(self, key: Key | None) -> None:
         """Keep `size` labs for `key` booting (drop ones booting for another key: the next
@@ -117,37 +106,8 @@ class LabPool:
         teardown(entry.name)  # by the lab's records, whatever the child had made
 
 
-def lab_threads(lab: Lab) -> set[int]:
-    """Every thread the lab runs now: its nodes', its switch's, its own helper processes'."""
-    cgroups = [node.cgroup for node in lab if node.state == "running"]
-    cgroups += lab_cgroups(lab.name)
-    tids = {tid for cg in cgroups for tid in cg.threads()}
-    for entry in lab.records.entries("process"):
-        tasks = walk.subdirs(Path(f"/proc/{int(entry['pid'])}/task"))
-        tids.update(int(t.name) for t in tasks if t.name.isdigit())
-    return tids
-
-
-def normal_priority(lab: Lab, timeout: float = 5.0) -> None:
-    """Set every thread of a lab booted at BOOT_NICE back to nice 0, pass after pass until a
-    pass finds none left (a process forking meanwhile may have given its child the old value).
-    A thread gone meanwhile is skipped."""
-    def raise_all() -> int:
-        left = 0
-        for tid in lab_threads(lab):
-            with contextlib.suppress(ProcessLookupError):
-                if os.getpriority(os.PRIO_PROCESS, tid) > 0:
-                    os.setpriority(os.PRIO_PROCESS, tid, 0)
-                    left += 1
-        return left
-    wait_for(raise_all, until=lambda left: left == 0, timeout=timeout, interval=0.0,
-             max_interval=0.01, what=f"lab {lab.name}'s threads back at normal priority")
-
-
 def boot(name: str, key: Key) -> None:
-    """The child's work: create the lab and bring it up until ready (removed on failure), at
-    BOOT_NICE."""
-    os.nice(BOOT_NICE)
+    """The child's work: create the lab and bring it up until ready (removed on failure)."""
     profile, stack, options = key
     Lab.create(name, profile=profile, stack=stack, **json.loads(options)).up()
 
