@@ -42,7 +42,9 @@ def advertised_segments(lab: Lab) -> set[str]:
     return segments
 
 
+IFA_F_OPTIMISTIC = 0x04
 IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
 
 
 def inet6_addresses(proc_if_inet6: str) -> list[tuple[ipaddress.IPv6Address, str, int]]:
@@ -56,14 +58,24 @@ def inet6_addresses(proc_if_inet6: str) -> list[tuple[ipaddress.IPv6Address, str
     return out
 
 
+def usable(flags: int) -> bool:
+    """Whether an address with these IFA_F_* flags can be a packet's source: not while its
+    duplicate address detection runs (unless optimistic), never once it failed (pure)."""
+    if flags & IFA_F_DADFAILED:
+        return False
+    return not flags & IFA_F_TENTATIVE or bool(flags & IFA_F_OPTIMISTIC)
+
+
 def has_address_in(node: Node, iface: str, prefix: Any) -> bool:
-    """Whether the node's interface has an address in `prefix` (SLAAC made it): read from
-    the host, no process started. An address still in duplicate address detection counts, as
-    `ip addr` lists it; one whose detection failed does not. A node that is off has none."""
+    """Whether the node's interface has a usable address in `prefix` (SLAAC made it): read
+    from the host, no process started. An address still in duplicate address detection does
+    not count: the kernel will not send from it yet, so a client's first DNS queries to an
+    IPv6 VIP would time out (seen in CI when readiness counted it). A node that is off has
+    none."""
     if node.state != "running":
         return False
     text = walk.read_text(Path(f"/proc/{node.init_pid}/net/if_inet6")) or ""
-    return any(name == iface and address in prefix and not flags & IFA_F_DADFAILED
+    return any(name == iface and address in prefix and usable(flags)
                for address, name, flags in inet6_addresses(text))
 
 

@@ -34,11 +34,13 @@ fe800000000000000000c0fffea801c1 02 40 20 82     eth0
 def test_inet6_addresses_with_their_flags() -> None:
     import ipaddress
 
-    from lab.services.health import IFA_F_DADFAILED, inet6_addresses
+    from lab.services.health import inet6_addresses, usable
     rows = inet6_addresses(IF_INET6)
     assert [(str(a), i) for a, i, _ in rows] == [
         ("2001:db8:4100:13c2:0:c0ff:fea8:1c1", "eth0"), ("fe80::c0ff:fea8:1c1", "eth0"),
         ("2001:db8:4100:13c2:0:c0ff:fea8:199", "eth0"), ("::1", "lo")]
     prefix = ipaddress.IPv6Network("2001:db8:4100:13c2::/64")
-    usable = [a for a, _, flags in rows if a in prefix and not flags & IFA_F_DADFAILED]
-    assert [str(a) for a in usable] == ["2001:db8:4100:13c2:0:c0ff:fea8:1c1"]  # tentative counts
+    # the first is still in DAD (0x40), the third failed it (0x48): neither is usable yet
+    assert [str(a) for a, _, flags in rows if a in prefix and usable(flags)] == []
+    assert usable(0x00) and usable(0x80) and usable(0x82)  # done; permanent; nodad
+    assert usable(0x44)  # tentative but optimistic: the kernel sends from it already
