@@ -54,12 +54,16 @@ class DockerUnavailable(RuntimeError):
 _users_fd: int | None = None  # this process's shared hold on USERS_LOCK, once it used the daemon
 
 
+def _open_users_lock() -> int:
+    return os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
 def _hold_as_user() -> None:
     """Hold USERS_LOCK shared until this process exits (the kernel drops it then, whatever
     the way out). Called under `_locked`, so it never interleaves with `stop`'s check."""
     global _users_fd
     if _users_fd is None:
-        fd = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_users_lock()
         fcntl.flock(fd, fcntl.LOCK_SH)
         _users_fd = fd
 
@@ -185,7 +189,7 @@ def stop(timeout: float = 30.0) -> str:
             RECORD.unlink(missing_ok=True)
             return "not running"
         _release_as_user()
-        users = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        users = _open_users_lock()
         try:
             try:
                 fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)

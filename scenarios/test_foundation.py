@@ -1,4 +1,4 @@
-"""Issue A in real namespaces: machines, wires, faults, cleanup, parallel labs."""
+"""The lab itself in real namespaces: machines, wires, faults, cleanup, parallel labs."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def run_lab(*args: str, env: dict[str, str] | None = None,
 
 
 def test_reachability(lab: Lab) -> None:
-    """Acceptance 1: every node runs; the VLANs and the router carry traffic."""
+    """Every node runs; the VLANs and the router carry traffic."""
     assert {n.name: n.state for n in lab} == dict.fromkeys(lab.nodes, "running")
     for address in ("192.168.1.6", "192.168.1.7", "192.168.1.1"):
         assert pings(lab.c1, address), f"c1 cannot reach {address}"
@@ -76,7 +76,8 @@ def test_cli_up_status_exec_down() -> None:
 
 
 def test_down_leaves_root_namespace_as_before(lab_factory: LabFactory) -> None:
-    """Acceptance 2: links, addresses, routes, netns, mounts, loops, cgroups, processes."""
+    """After `down` the root namespace is as before: links, addresses, routes, netns, mounts,
+    loops, cgroups, processes."""
     before = rootns.snapshot()
     lab = lab_factory()
     pids = [pid for node in lab for pid in node.cgroup.pids()]
@@ -96,7 +97,7 @@ def test_down_leaves_root_namespace_as_before(lab_factory: LabFactory) -> None:
 
 @pytest.mark.slow
 def test_twenty_up_down_cycles_leak_nothing(lab_factory: LabFactory) -> None:
-    """Acceptance 3a."""
+    """Twenty up/down cycles leave nothing behind in the root namespace."""
     before = rootns.snapshot()
     for _ in range(20):
         lab = lab_factory()
@@ -108,7 +109,8 @@ def test_twenty_up_down_cycles_leak_nothing(lab_factory: LabFactory) -> None:
 
 
 def test_sigkill_midway_then_down_all(tmp_path: Path) -> None:
-    """Acceptance 3b, in a private lab root so `--all` cannot reach parallel workers' labs."""
+    """`lab up` SIGKILLed at random moments, then `lab down --all` removes every trace; in a
+    private lab root so `--all` cannot reach parallel workers' labs."""
     env = {"HAPAIR_LAB_ROOT": str(tmp_path / "root")}
     before = rootns.snapshot()
     seed = random.randrange(2**32)
@@ -134,7 +136,7 @@ def test_sigkill_midway_then_down_all(tmp_path: Path) -> None:
 
 
 def test_two_labs_at_once(lab_factory: LabFactory) -> None:
-    """Acceptance 4a: same node names and addresses, separate worlds."""
+    """Two labs with the same node names and addresses live in separate worlds."""
     a, b = lab_factory(), lab_factory()
     assert pings(a.c1, "192.168.1.7") and pings(b.c1, "192.168.1.7")
     b.lsvm2.crash()
@@ -175,7 +177,7 @@ def inner_suite(tmp_path: Path, template: str) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 def test_pytest_xdist_runs_two_labs_at_once(tmp_path: Path) -> None:
-    """Acceptance 4b: `pytest -n 2` gives each worker its own lab, up at the same time."""
+    """`pytest -n 2` gives each worker its own lab, up at the same time."""
     tests, probe = inner_suite(tmp_path, XDIST_INNER)
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "-p",
                              "no:cacheprovider", str(tests)], capture_output=True, text=True,
@@ -227,7 +229,7 @@ def neighbour_state(node: object, address: str) -> str:
 
 
 def test_crash_takes_the_node_off_the_wire_and_start_restores_it(lab: Lab) -> None:
-    """Acceptance 5."""
+    """A crash takes the node off the wire at once; start brings it back wired."""
     lsvm1 = lab.lsvm1
     addresses = lsvm1.addresses()
     macs = lsvm1.succeed("cat /sys/class/net/enp2s1/address /sys/class/net/enp2s1.3/address")
@@ -258,7 +260,7 @@ def test_crash_takes_the_node_off_the_wire_and_start_restores_it(lab: Lab) -> No
 
 
 def test_freeze_stops_every_process_and_thaw_resumes(lab: Lab) -> None:
-    """Acceptance 6: the kernel freezer, not signals; the network stays up meanwhile."""
+    """Freeze is the kernel freezer, not signals; the network stays up meanwhile."""
     node = lab.lsvm2
     ticker = node.popen(["sh", "-c", "while :; do date +%s%N > /tmp/tick; sleep 0.02; done"])
 
@@ -363,7 +365,7 @@ def test_waits_time_out_with_what_and_last_output(lab: Lab) -> None:
 
 
 def test_bad_topology_is_refused_with_exit_2_and_nothing_created(tmp_path: Path) -> None:
-    """Acceptance 7."""
+    """A bad topology is refused with exit 2 and nothing is created."""
     from lab.lab import DEFAULT_TOPOLOGY
     bad = tmp_path / "bad.toml"
     bad.write_text(DEFAULT_TOPOLOGY.read_text()

@@ -1,4 +1,4 @@
-"""The instrument on the real pair (issue D acceptance 1, 2, 5).
+"""The instrument (probes, timeline, checks) on the real pair.
 
 1. steady state: 20 s of DNS at 20 Hz per VIP and 20 DHCP clients → no failed query, every
    client bound, no takeover, artifacts written and the plot drawn;

@@ -1,4 +1,4 @@
-"""Issue B in real node containers: the replicated disk behaves like DRBD 8.4 (acceptance 2-7).
+"""The replicated disk in real node containers behaves like DRBD 8.4.
 
 Every test stands up the seed's ``drbd0`` resource on lsvm1/lsvm2 of a fresh bare lab (real FUSE,
 loop devices, ext4 and TCP between the nodes' own addresses), bootstraps it like the seed
@@ -102,7 +102,7 @@ def test_secret_file_modes_and_no_secret_in_logs(lab: Lab) -> None:
 
 
 def test_crash_of_primary_keeps_every_fsynced_file(lab: Lab) -> None:
-    """Acceptance 2: mkfs+mount+write+fsync on lsvm2, power loss, lsvm1 takes over clean."""
+    """mkfs+mount+write+fsync on lsvm2, power loss, lsvm1 takes over clean."""
     lsvm1, lsvm2 = setup_pair(lab)
     mount_primary(lsvm2)
     lsvm2.succeed(f"mkdir {MNT}/dnsmasq && for i in $(seq 1 40); do "
@@ -130,7 +130,7 @@ def test_crash_of_primary_keeps_every_fsynced_file(lab: Lab) -> None:
 
 
 def test_reconnect_resyncs_only_dirty_blocks(lab: Lab) -> None:
-    """Acceptance 3: N MiB written while disconnected -> only those blocks resync."""
+    """N MiB written while disconnected -> only those blocks resync."""
     lsvm1, lsvm2 = setup_pair(lab, mkfs=False)
     lsvm1.succeed("drbdadm disconnect drbd0")
     wait(lsvm2, lambda s: s["cstate"] == "WFConnection", "lsvm2 sees the disconnect")
@@ -177,7 +177,7 @@ def _reconnect(lsvm1: Node, lsvm2: Node) -> None:
 
 
 def test_split_brain_0pri_discard_least_changes(lab: Lab) -> None:
-    """Acceptance 4, seed's after-sb-0pri: the node with fewer changes is discarded."""
+    """Split brain, the seed's after-sb-0pri: the node with fewer changes is discarded."""
     lsvm1, lsvm2 = setup_pair(lab, mkfs=False)
     _diverge(lsvm1, lsvm2, mib1=1, mib2=3, roles=("Secondary", "Secondary"))
     _reconnect(lsvm1, lsvm2)
@@ -191,7 +191,7 @@ def test_split_brain_0pri_discard_least_changes(lab: Lab) -> None:
 
 
 def test_split_brain_1pri_discard_secondary(lab: Lab) -> None:
-    """Acceptance 4, seed's after-sb-1pri: the Secondary is discarded, whatever it changed."""
+    """Split brain, the seed's after-sb-1pri: the Secondary is discarded, whatever it changed."""
     lsvm1, lsvm2 = setup_pair(lab, mkfs=False)
     _diverge(lsvm1, lsvm2, mib1=4, mib2=1, roles=("Secondary", "Primary"))
     _reconnect(lsvm1, lsvm2)
@@ -206,7 +206,7 @@ def test_split_brain_1pri_discard_secondary(lab: Lab) -> None:
 
 
 def test_split_brain_2pri_call_pri_lost_after_sb_demotes_idle_loser(lab: Lab) -> None:
-    """Acceptance 4, seed's after-sb-2pri: loser by after-sb-0pri gives up Primary and syncs."""
+    """Split brain, the seed's after-sb-2pri: loser by after-sb-0pri gives up Primary and syncs."""
     lsvm1, lsvm2 = setup_pair(lab, mkfs=False)
     _diverge(lsvm1, lsvm2, mib1=1, mib2=3, roles=("Primary", "Primary"))
     _reconnect(lsvm1, lsvm2)
@@ -232,7 +232,7 @@ def both_primary_and_busy(lab: Lab, text: str) -> tuple[Node, Node]:
 
 
 def test_split_brain_2pri_busy_loser_runs_pri_lost_after_sb(lab: Lab) -> None:
-    """Acceptance 4: the losing Primary cannot demote (mounted) -> pri-lost-after-sb handler,
+    """Split brain: the losing Primary cannot demote (mounted) -> pri-lost-after-sb handler,
     split-brain handler, connection dropped (StandAlone), nobody's data discarded."""
     text = resource_text("ping-int 2;", handlers={
         "pri-lost-after-sb": "echo pri-lost-after-sb $DRBD_RESOURCE >> /var/log/handlers.log",
@@ -262,7 +262,7 @@ def test_pri_lost_after_sb_reboot_f_reboots_the_losing_node(lab: Lab) -> None:
 
 
 def test_secondary_refuses_open_and_second_primary(lab: Lab) -> None:
-    """Acceptance 5: EMEDIUMTYPE on a Secondary; no second Primary while connected."""
+    """EMEDIUMTYPE on a Secondary; no second Primary while connected."""
     lsvm1, lsvm2 = setup_pair(lab)
     rc, out = lsvm1.execute("dd if=/dev/drbd0 of=/dev/null bs=4k count=1")
     assert rc != 0 and "Wrong medium type" in out
@@ -277,7 +277,7 @@ def test_secondary_refuses_open_and_second_primary(lab: Lab) -> None:
 
 
 def test_frozen_peer_never_blocks_the_primary(lab: Lab) -> None:
-    """Acceptance 6: SIGSTOP'd peer -> writes resume within ``timeout``, blocks marked OOS."""
+    """SIGSTOP'd peer -> writes resume within ``timeout``, blocks marked OOS."""
     timeout_s = 2.0
     lsvm1, lsvm2 = setup_pair(lab, resource_text("timeout 20;\nping-int 2;"))
     mount_primary(lsvm2)
@@ -323,7 +323,7 @@ def test_cable_pull_cuts_replication_and_reconnect_resyncs(lab: Lab) -> None:
 
 
 def test_drbddisk_start_stop_status_unmodified(lab: Lab) -> None:
-    """Acceptance 7: heartbeat's own resource script against our drbdadm."""
+    """heartbeat's own resource script against our drbdadm."""
     lsvm1, lsvm2 = setup_pair(lab)
     script = "/etc/ha.d/resource.d/drbddisk"
     rc, out = lsvm2.execute(f"{script} drbd0 status")

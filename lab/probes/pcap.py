@@ -1,8 +1,8 @@
 """Ground truth from the wire: a packet capture on a VLAN bridge, read back as DNS replies.
 
 The probes time what a client saw; a capture in the switch namespace times what crossed the
-wire, independently of the probe process, its event loop and its neighbour-table reading. The
-acceptance test compares the two (takeover from probes vs first reply from the new node in the
+wire, independently of the probe process, its event loop and its neighbour-table reading. A
+scenario compares the two (takeover from probes vs first reply from the new node in the
 capture). tcpdump writes classic pcap with wall-clock stamps; they are converted with the run's
 :class:`ClockMap`, the same conversion every log goes through.
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab import walk
+from lab.net import IFA_F_TENTATIVE
 from lab.services import dhclient, registrar
 from lab.wait import WaitTimeout, wait_for
 
@@ -44,7 +45,12 @@ def advertised_segments(lab: Lab) -> set[str]:
 
 IFA_F_OPTIMISTIC = 0x04
 IFA_F_DADFAILED = 0x08
-IFA_F_TENTATIVE = 0x40
+
+
+def proc_net(node: Node, table: str) -> str:
+    """A /proc/net table as the node's network namespace shows it, read from the host through
+    its init's /proc entry (no process started); "" once the node is gone."""
+    return walk.read_text(Path(f"/proc/{node.init_pid}/net/{table}")) or ""
 
 
 def inet6_addresses(proc_if_inet6: str) -> list[tuple[ipaddress.IPv6Address, str, int]]:
@@ -74,9 +80,8 @@ def has_address_in(node: Node, iface: str, prefix: Any) -> bool:
     none."""
     if node.state != "running":
         return False
-    text = walk.read_text(Path(f"/proc/{node.init_pid}/net/if_inet6")) or ""
     return any(name == iface and address in prefix and usable(flags)
-               for address, name, flags in inet6_addresses(text))
+               for address, name, flags in inet6_addresses(proc_net(node, "if_inet6")))
 
 
 def client_checks(lab: Lab, advertised: set[str]) -> dict[str, bool]:
@@ -151,34 +156,21 @@ def serving_dhcp(lab: Lab) -> bool:
     """Whether a server node has a socket on the DHCP server port: the moment a client's
     DISCOVER gets an answer. Read from the host (/proc/PID/net/udp of the node's init shows its
     network namespace): no process is started, so it can be asked every few milliseconds."""
+    return any(node.spec.role == "server" and node.state == "running"
+               and DHCP_SERVER_PORT in udp_ports(proc_net(node, "udp")) for node in lab)
+
+
+def nudge_leaseless_clients(lab: Lab) -> None:
+    """Restart the DHCP client of each running client node still without a lease, once a server
+    listens for DHCP. At `lab up` the clients boot with the servers and their dhclient backs off
+    (seconds between DISCOVERs: 3.9 s of the fast profile's time to ready, 12.5 s of seed's)
+    while heartbeat waits out its start-up delay; a fresh dhclient asks at once, as a device
+    plugged in after the servers came up would. Only readiness uses it: a client's behaviour
+    during a scenario is dhclient's own."""
     for node in lab:
-        if node.spec.role == "server" and node.state == "running":
-            text = walk.read_text(Path(f"/proc/{node.init_pid}/net/udp"))
-            if text is not None and DHCP_SERVER_PORT in udp_ports(text):
-                return True
-    return False
-
-
-class ClientNudger:
-    """Restarts, once, the DHCP client of each client node still without a lease once a
-    server listens for DHCP. At `lab up` the clients boot with the servers and their dhclient
-    backs off (seconds between DISCOVERs: 3.9 s of the fast profile's time to ready, 12.5 s of
-    seed's) while heartbeat waits out its start-up delay; a fresh dhclient asks at once, as a
-    device plugged in after the servers came up would. Only readiness uses it: a client's
-    behaviour during a scenario is dhclient's own."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self.nudged: set[str] = set()
-
-    def __call__(self) -> None:
-        for node in self.lab:
-            if (node.spec.role == "client" and node.name not in self.nudged
-                    and node.state == "running"
-                    and not has_lease(node)):
-                self.nudged.add(node.name)
-                dhclient.restart(node, node.spec.interfaces[0].name)
-                self.lab.log_event("client.dhcp_nudge", node=node.name)
+        if node.spec.role == "client" and node.state == "running" and not has_lease(node):
+            dhclient.restart(node, node.spec.interfaces[0].name)
+            lab.log_event("client.dhcp_nudge", node=node.name)
 
 
 def has_lease(node: Node) -> bool:
@@ -196,8 +188,10 @@ def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.1) -> float:
     server: ~0.1-0.25 s here) every `poll` seconds. Each phase's end is an event, so the bench
     can tell the services' time from the lab's."""
     start = time.monotonic()
-    nudge = ClientNudger(lab)
     advertised = advertised_segments(lab)
+
+    def left() -> float:
+        return max(0.0, timeout - (time.monotonic() - start))
 
     def look() -> dict[str, bool]:
         return readiness(lab, lab.status(), advertised)
@@ -205,13 +199,13 @@ def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.1) -> float:
         wait_for(lambda: serving_dhcp(lab), timeout=timeout, interval=0.02, max_interval=0.05,
                  what=f"a server of lab {lab.name} to listen for DHCP")
         lab.log_event("lab.dhcp_listening", waited_s=round(time.monotonic() - start, 4))
-        nudge()
+        nudge_leaseless_clients(lab)
         wait_for(lambda: client_checks(lab, advertised), until=lambda c: all(c.values()),
-                 timeout=max(0.0, timeout - (time.monotonic() - start)), interval=0.02,
+                 timeout=left(), interval=0.02,
                  max_interval=0.05, what=f"lab {lab.name}'s clients to be configured")
         lab.log_event("lab.clients_ready", waited_s=round(time.monotonic() - start, 4))
         wait_for(look, until=lambda checks: bool(checks) and all(checks.values()),
-                 timeout=max(0.0, timeout - (time.monotonic() - start)), interval=poll,
+                 timeout=left(), interval=poll,
                  max_interval=poll, what=f"lab {lab.name} to be ready")
     except WaitTimeout as exc:
         checks = exc.last if isinstance(exc.last, dict) else look()

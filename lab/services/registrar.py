@@ -1,7 +1,8 @@
 """The fake namecheap registrar on `inet`: install its files, start it, read its record.
 
-Why a record file: acceptance wants "the registrar recorded an update from ddclient, sent by
-lsvm2"; every update is a JSON line in inet's /var/log/registrar.jsonl (see registrar_server).
+Why a record file: a scenario must be able to say "the registrar recorded an update from
+ddclient, sent by lsvm2"; every update is a JSON line in inet's /var/log/registrar.jsonl (see
+registrar_server).
 """
 
 from __future__ import annotations

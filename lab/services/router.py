@@ -1,7 +1,7 @@
 """rtbr1 as the edge router: NAT to the lab's "Internet", inside rtbr1's namespace only.
 
-Why port ranges: behind a NAT the registrar sees one public address for both servers, yet the
-acceptance wants to know which node sent an update. Each HA server's connections leave from its
+Why port ranges: behind a NAT the registrar sees one public address for both servers, yet a
+scenario must know which node sent an update. Each HA server's connections leave from its
 own source-port range of the public address (a router is free to choose ports); everything else
 is plain masquerade. The registrar maps the port back to the node (`attribution`).
 """

@@ -230,8 +230,7 @@ class SeedStack(Stack):
 
     def _boot_server(self, node: Node) -> None:
         self._server_base(node)
-        marker = self.state_dir(node.lab) / "disk-bootstrapped"
-        if self.disk_mode != "replicated" or marker.exists():
+        if self.disk_mode != "replicated" or self._bootstrapped(node.lab).exists():
             self._start_heartbeat(node)
             return
         # First boot of the pair, one node at a time: the first server to boot waits for the
@@ -239,6 +238,10 @@ class SeedStack(Stack):
         servers = self.servers(node.lab)
         if all(n.state == "running" for n in servers):
             self._pair_start(servers)
+
+    def _bootstrapped(self, lab: Lab) -> Path:
+        """The marker that the pair's disk was made (its one-time bootstrap is done)."""
+        return self.state_dir(lab) / "disk-bootstrapped"
 
     def _server_base(self, node: Node) -> None:
         """What a server's init starts before heartbeat: its syslog, the seed's firewall,
@@ -256,7 +259,7 @@ class SeedStack(Stack):
         """Both servers booted: like the seed's manual steps, the disk is made (once) before
         heartbeat runs anywhere; then both heartbeats are launched together."""
         lab = servers[0].lab
-        marker = self.state_dir(lab) / "disk-bootstrapped"
+        marker = self._bootstrapped(lab)
         if self.disk_mode == "replicated" and not marker.exists():
             primary = next((n for n in servers if n.name == self.preferred(lab)), servers[-1])
             secondary = next(n for n in servers if n is not primary)

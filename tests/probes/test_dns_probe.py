@@ -172,7 +172,7 @@ def test_rotation_interleaves_dynamic_and_skips_when_empty() -> None:
 
 @needs_sandbox
 def test_takeover_agrees_with_a_capture_on_the_bridge(seg: Segment, tmp_path: Path) -> None:
-    """Acceptance 2 in miniature: the probes' takeover vs the first reply from the new node
+    """In miniature: the probes' takeover vs the first reply from the new node
     on the wire (tcpdump on the bridge in the switch namespace), within 100 ms."""
     from lab.probes.clock import ClockMap, sample_pair
     from lab.probes.pcap import first_reply_from
