@@ -3,16 +3,14 @@
 Why not pyroute2 here: a bare `lab up` must take well under a second, and importing pyroute2
 costs ~0.15-0.2 s while each of its handles opened in another network namespace costs ~20 ms
 more; a lab opens one per node and two for the switch. This client opens its socket inside the
-target namespace with setns(2) on the calling thread (then switches the thread back), which
-costs microseconds, and speaks the kernel's rtnetlink messages (linux/rtnetlink.h,
-linux/if_link.h) directly. It does only what lab/net.py needs; probes and snapshots still use
-pyroute2.
+target namespace from the calling thread (lab.netns), which costs microseconds, and speaks the
+kernel's rtnetlink messages (linux/rtnetlink.h, linux/if_link.h) directly. It does only what
+lab/net.py needs; probes and snapshots still use pyroute2.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import os
@@ -20,6 +18,8 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from lab import netns
 
 # message types and flags (linux/netlink.h, linux/rtnetlink.h)
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -49,16 +49,12 @@ RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 4, 0, 1
 AF_BRIDGE = 7
 IFF_UP = 0x1
-CLONE_NEWNET = 0x40000000
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class NetlinkError(OSError):
     """The kernel refused a request: ``code`` is the errno, ``args[1]`` its message (the
@@ -179,31 +175,13 @@ class Address:
 
 
 # -- the socket -------------------------------------------------------------------------------
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
 def open_in(netns_path: str | None) -> socket.socket:
     """A NETLINK_ROUTE socket of the network namespace at `netns_path` (a /proc/PID/ns/net
-    path; None: this thread's own). A socket belongs to the namespace it was made in, so this
-    thread enters the namespace just long enough to make it."""
+    path; None: this thread's own)."""
     if netns_path is None:
         return _new_socket()
-    target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            try:
-                return _new_socket()
-            finally:
-                _setns(own)
-        finally:
-            os.close(own)
-    finally:
-        os.close(target)
+    with netns.entered(netns_path):
+        return _new_socket()
 
 
 def _new_socket() -> socket.socket:

@@ -17,6 +17,7 @@ from lab.lab import Lab
 from lab.node import Node
 from lab.services.ask import ask_from
 from lab.services.health import readiness
+from lab.services.profiles import load_profile
 from lab.services.registrar import updates
 from lab.wait import wait_for
 
@@ -73,6 +74,26 @@ def test_c1_dhcp_name_resolves_both_ways_and_has_slaac(shared_seed_lab: Lab) -> 
     prefix = ipaddress.ip_network("2001:db8:4100:13c2::/64")
     slaac = [a for a in addrs if ":" in a and ipaddress.ip_interface(a).ip in prefix]
     assert slaac, f"c1 has no SLAAC address from dnsmasq's RA: {addrs}"
+
+
+def test_clients_use_optimistic_dad_only_where_the_profile_says(shared_seed_lab: Lab) -> None:
+    wanted = "1" if load_profile(shared_seed_lab.profile).optimistic_dad else "0"
+    for name in ("c1", "g1"):
+        for key in ("optimistic_dad", "use_optimistic"):
+            value = shared_seed_lab[name].succeed(f"cat /proc/sys/net/ipv6/conf/eth0/{key}")
+            assert value.strip() == wanted, (name, key)
+
+
+def test_heartbeat_starts_its_delay_while_the_disk_is_made(shared_seed_lab: Lab) -> None:
+    if getattr(shared_seed_lab.stack, "disk_mode", "") != "replicated":
+        pytest.skip("no replicated disk on this machine: nothing is made at a cold start")
+    events = shared_seed_lab.events()
+    launches = [e["t_mono"] for e in events if e["event"] == "heartbeat.launch"]
+    made = [e["t_mono"] for e in events if e["event"] == "disk.bootstrap"]
+    assert len(launches) == 2 and len(made) == 1
+    assert max(launches) < made[0]
+    ha_log = shared_seed_lab["lsvm2"].path("/var/log/ha-log").read_text()
+    assert "Initial resource acquisition complete" in ha_log
 
 
 # 3 ---------------------------------------------------------------------------------------------

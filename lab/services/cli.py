@@ -65,8 +65,9 @@ def _sla_ok(path: Path) -> bool:
 
 def cmd_changes(args: argparse.Namespace) -> int:
     """Print the README table of what the lab changes in the seed's configuration."""
-    configs = render_pair(load_seed(Path(args.dir)), load_profile(args.profile), generate())
-    sys.stdout.write(markdown_table(all_changes(configs)))
+    profile = load_profile(args.profile)
+    configs = render_pair(load_seed(Path(args.dir)), profile, generate())
+    sys.stdout.write(markdown_table(all_changes(configs, profile)))
     return 0
 
 

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab import walk
-from lab.net import IFA_F_TENTATIVE
+from lab import ndisc, walk
+from lab.net import IFA_F_TENTATIVE, ipr
 from lab.services import dhclient, registrar
 from lab.wait import WaitTimeout, wait_for
 
@@ -160,17 +160,31 @@ def serving_dhcp(lab: Lab) -> bool:
                and DHCP_SERVER_PORT in udp_ports(proc_net(node, "udp")) for node in lab)
 
 
-def nudge_leaseless_clients(lab: Lab) -> None:
-    """Restart the DHCP client of each running client node still without a lease, once a server
-    listens for DHCP. At `lab up` the clients boot with the servers and their dhclient backs off
-    (seconds between DISCOVERs: 3.9 s of the fast profile's time to ready, 12.5 s of seed's)
-    while heartbeat waits out its start-up delay; a fresh dhclient asks at once, as a device
-    plugged in after the servers came up would. Only readiness uses it: a client's behaviour
-    during a scenario is dhclient's own."""
+def nudge_clients(lab: Lab, advertised: set[str]) -> None:
+    """Once a server listens for DHCP: restart the DHCP client of each running client node still
+    without a lease, and send a router solicitation from each one still without a SLAAC address
+    where the servers advertise a prefix. At `lab up` the clients boot with the servers: their
+    dhclient backs off (seconds between DISCOVERs: 3.9 s of the fast profile's time to ready,
+    12.5 s of seed's) and their kernel stopped soliciting routers while heartbeat waited out its
+    start-up delay. A fresh dhclient asks at once and a solicitation is answered at once, as for
+    a device plugged in after the servers came up. Only readiness uses it: a client's behaviour
+    during a scenario is its own."""
     for node in lab:
-        if node.spec.role == "client" and node.state == "running" and not has_lease(node):
+        if node.spec.role != "client" or node.state != "running":
+            continue
+        if not has_lease(node):
             dhclient.restart(node, node.spec.interfaces[0].name)
             lab.log_event("client.dhcp_nudge", node=node.name)
+        for iface in node.spec.interfaces:
+            prefix = lab.topology.segments[iface.segment].ipv6
+            if (iface.segment in advertised and prefix is not None
+                    and not has_address_in(node, iface.name, prefix)):
+                with ipr(node.netns_path) as handle:
+                    link = handle.link(iface.name)
+                if link is not None:
+                    ndisc.solicit_routers(node.netns_path, link.index, link.mac)
+                    lab.log_event("client.router_solicitation", node=node.name,
+                                  interface=iface.name)
 
 
 def has_lease(node: Node) -> bool:
@@ -182,11 +196,11 @@ def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.1) -> float:
     """Wait until every readiness check holds; returns the seconds waited. On timeout the
     error names the checks still failing and ends with the servers' heartbeat logs.
 
-    Three phases, the first two with cheap looks every 20-50 ms: until a server listens for
-    DHCP (the clients still without a lease are nudged then), until the clients hold their
-    leases and SLAAC addresses, then the full checks (each `lab.status()` runs commands in every
-    server: ~0.1-0.25 s here) every `poll` seconds. Each phase's end is an event, so the bench
-    can tell the services' time from the lab's."""
+    Three phases, the first two with cheap looks every 20-50 ms: until a server listens for DHCP
+    (the clients still without a lease or SLAAC address are nudged then), until the clients hold
+    their leases and SLAAC addresses, then the full checks (each `lab.status()` runs commands in
+    every server: ~0.1-0.25 s here) every `poll` seconds. Each phase's end is an event, so the
+    bench can tell the services' time from the lab's."""
     start = time.monotonic()
     advertised = advertised_segments(lab)
 
@@ -199,7 +213,7 @@ def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.1) -> float:
         wait_for(lambda: serving_dhcp(lab), timeout=timeout, interval=0.02, max_interval=0.05,
                  what=f"a server of lab {lab.name} to listen for DHCP")
         lab.log_event("lab.dhcp_listening", waited_s=round(time.monotonic() - start, 4))
-        nudge_leaseless_clients(lab)
+        nudge_clients(lab, advertised)
         wait_for(lambda: client_checks(lab, advertised), until=lambda c: all(c.values()),
                  timeout=left(), interval=0.02,
                  max_interval=0.05, what=f"lab {lab.name}'s clients to be configured")

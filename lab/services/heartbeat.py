@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab import walk
+
 if TYPE_CHECKING:
     from lab.node import Node
 
 HEARTBEAT = "/usr/libexec/heartbeat/heartbeat"
+LOG = "/var/log/ha-log"
 RUN_DIRS = ("/run/heartbeat/ccm", "/run/heartbeat/crm", "/run/heartbeat/dopd")
 UUID_FILES = ("hb_uuid", "hb_generation")
 
@@ -59,6 +62,12 @@ def wait_running(node: Node, timeout: float = 60) -> None:
         _, log = node.execute("tail -n 25 /var/log/ha-log /var/log/heartbeat.out", timeout=10)
         raise RuntimeError(f"{node.name}: heartbeat is not answering after {timeout} s (a "
                            f"blocked sync(2) shows as D state on super_lock):\n{log}") from exc
+
+
+def acquired_resources(node: Node) -> bool:
+    """Whether heartbeat on the node has begun taking a resource group (its log says so; read
+    from the host)."""
+    return "Acquiring resource group" in (walk.read_text(node.path(LOG)) or "")
 
 
 def stop(node: Node, timeout: float = 120) -> None:

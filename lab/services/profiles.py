@@ -37,6 +37,7 @@ class Profile:
     ping_int_s: int | None
     no_ping: bool
     ipv6addr: str = "stock"
+    optimistic_dad: bool = False
 
     @property
     def effective_keepalive_ms(self) -> int:
@@ -50,6 +51,7 @@ _SECTIONS: dict[str, dict[str, type]] = {
              "ping_int_s": int},
     "dnsmasq": {"no_ping": bool},
     "agents": {"ipv6addr": str},
+    "clients": {"optimistic_dad": bool},
 }
 # which IPv6addr resource agent a profile runs (lab.services.agents): the package's, or the
 # non-blocking comparison that does not hold the resource chain for DAD and advertisements
@@ -57,7 +59,8 @@ IPV6ADDR_AGENTS = ("stock", "nonblocking")
 
 
 # keys a profile may leave out, and what they then are
-OPTIONAL: dict[tuple[str, str], Any] = {("agents", "ipv6addr"): "stock"}
+OPTIONAL: dict[tuple[str, str], Any] = {("agents", "ipv6addr"): "stock",
+                                        ("clients", "optimistic_dad"): False}
 
 
 def _field(src: str, table: dict[str, Any], section: str, key: str, kind: type) -> Any:

@@ -456,6 +456,27 @@ def render_pair(seed: SeedConfig, profile: Profile, secrets: Secrets,
     return {n: render_node(seed, profile, secrets, n, options) for n in ha_nodes(seed["ha.cf"])}
 
 
-def all_changes(configs: Mapping[str, NodeConfig]) -> list[Change]:
-    """The changes of every node, once each (the README table's rows)."""
-    return unique(c for cfg in configs.values() for c in cfg.changes)
+# the sysctls a profile with optimistic DAD sets on each client interface (lab.services.stack)
+OPTIMISTIC_DAD_SYSCTLS = ("optimistic_dad", "use_optimistic")
+
+
+def client_changes(profile: Profile) -> list[Change]:
+    """What a profile changes on the lab's client nodes. The seed has no clients; they behave
+    as a stock Linux host unless the profile says otherwise."""
+    if not profile.optimistic_dad:
+        return []
+    return [Change(
+        "client nodes: /proc/sys/net/ipv6/conf/<interface>", ", ".join(OPTIMISTIC_DAD_SYSCTLS),
+        "(no clients in the seed; Linux's default 0)", "1",
+        f"profile `{profile.name}`: a client sends from its SLAAC address while duplicate "
+        "address detection runs (RFC 4429) instead of 1-2 s after the router advertisement, at "
+        "a cold start and after each link flap; a duplicate address would then be found only "
+        "after the first packets")]
+
+
+def all_changes(configs: Mapping[str, NodeConfig], profile: Profile | None = None
+                ) -> list[Change]:
+    """The changes of every node, once each (the README table's rows); with `profile`, also
+    what it changes on the clients."""
+    clients = client_changes(profile) if profile is not None else []
+    return unique([*(c for cfg in configs.values() for c in cfg.changes), *clients])

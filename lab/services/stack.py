@@ -10,6 +10,7 @@ dhclient on the clients), `halt` stops heartbeat in order so the peer takes over
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab import netns
 from lab.node import NodeError
 from lab.services import dhclient, disk, firewall, health, heartbeat, registrar, resolver, router
 from lab.services.haconf import parse_haresources
@@ -29,6 +31,7 @@ from lab.services.profiles import IPV6ADDR_AGENTS, load_profile
 from lab.services.render import (
     DNSMASQ_DIR,
     LAB_CA_PATH,
+    OPTIMISTIC_DAD_SYSCTLS,
     SEED_DIR,
     NodeConfig,
     RenderOptions,
@@ -132,7 +135,7 @@ class SeedStack(Stack):
         pki = make_pki(state / "pki", REGISTRAR_NAME)
         configs = self.configs(lab)
         (state / "changes.json").write_text(json.dumps(
-            [c.__dict__ for c in all_changes(configs)], indent=1))
+            [c.__dict__ for c in all_changes(configs, self.profile)], indent=1))
         for node in self.servers(lab):
             cfg = configs[node.name]
             for f in cfg.files:
@@ -166,9 +169,19 @@ class SeedStack(Stack):
             self._routes_back(node)
             registrar.start(node, router.attribution(self._nat_ranges(node.lab)))
         elif role == "client":
-            dhclient.start(node, node.spec.interfaces[0].name)
+            self._boot_client(node)
         elif role == "server":
             self._boot_server(node)
+
+    def _boot_client(self, node: Node) -> None:
+        """A client: optimistic DAD where the profile asks for it (set before any router
+        advertisement makes a SLAAC address, and as the default for links made later, such as
+        the DHCP fleet's), then its DHCP client."""
+        if self.profile.optimistic_dad:
+            names = ["default", *(i.name for i in node.spec.interfaces)]
+            for name, key in itertools.product(names, OPTIMISTIC_DAD_SYSCTLS):
+                netns.write_sysctl(node.netns_path, f"net/ipv6/conf/{name}/{key}", "1")
+        dhclient.start(node, node.spec.interfaces[0].name)
 
     def _nat_ranges(self, lab: Lab) -> dict[str, tuple[str, int, int]]:
         out: dict[str, tuple[str, int, int]] = {}
@@ -206,23 +219,41 @@ class SeedStack(Stack):
         })
 
     def boot_all(self, nodes: list[Node]) -> dict[str, float]:
-        """`lab up`: the servers boot side by side up to their disks, then the pair starts
-        together (the disk's one-time bootstrap, both heartbeats launched: the moment heartbeat's
-        start-up delay begins), then the other nodes, whose boots overlap that delay."""
+        """`lab up`, a cold start: the servers' syslog, firewall and heartbeat run directories side
+        by side, then both heartbeats launched together (the moment heartbeat's start-up delay
+        begins); the disks attach and the pair's disk is made (once) inside that delay, which
+        heartbeat waits out before it touches the disk (checked: `lab up` fails if heartbeat
+        acted first); then the other nodes boot, also inside it. A node that boots alone (a
+        reboot) keeps the order of its init scripts: the disk, then heartbeat."""
         seconds: dict[str, float] = {}
 
         def timed(step: Callable[[Node], None], node: Node) -> None:
             began = time.monotonic()
             step(node)
             seconds[node.name] = seconds.get(node.name, 0.0) + time.monotonic() - began
+
+        def side_by_side(step: Callable[[Node], None], group: list[Node]) -> None:
+            with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
+                for done in [pool.submit(timed, step, n) for n in group]:
+                    done.result()
         servers = [n for n in nodes if n.spec.role == "server"]
-        with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
-            for done in [pool.submit(timed, self._server_base, n) for n in servers]:
-                done.result()
+        side_by_side(self._server_base, servers)
         if servers:
             lead = next((n for n in servers if n.name == self.preferred(servers[0].lab)),
                         servers[-1])
-            timed(lambda _lead: self._pair_start(servers), lead)
+            for n in servers:
+                heartbeat.launch(n)
+            if self.disk_mode == "replicated":
+                side_by_side(disk.boot, servers)
+                timed(lambda _lead: self._make_disk_once(servers), lead)
+                early = [n.name for n in servers if heartbeat.acquired_resources(n)]
+                if early:
+                    raise NodeError(f"heartbeat on {', '.join(early)} took resources before the "
+                                    "replicated disk was ready: the machine is too slow for a "
+                                    "cold start inside heartbeat's start-up delay")
+            if self.await_ready:
+                for n in servers:
+                    heartbeat.wait_running(n)
         for node in nodes:
             if node.spec.role != "server":
                 timed(self.boot, node)
@@ -230,6 +261,8 @@ class SeedStack(Stack):
 
     def _boot_server(self, node: Node) -> None:
         self._server_base(node)
+        if self.disk_mode == "replicated":
+            disk.boot(node)
         if self.disk_mode != "replicated" or self._bootstrapped(node.lab).exists():
             self._start_heartbeat(node)
             return
@@ -244,35 +277,40 @@ class SeedStack(Stack):
         return self.state_dir(lab) / "disk-bootstrapped"
 
     def _server_base(self, node: Node) -> None:
-        """What a server's init starts before heartbeat: its syslog, the seed's firewall,
-        heartbeat's run directories, the replicated disk (attached, Secondary)."""
+        """What a server's init starts before heartbeat, the replicated disk aside: its syslog,
+        the seed's firewall, heartbeat's run directories."""
         spawn(node, [node.python, "-m", "lab.services.syslogd", "/dev/log", SYSLOG_LOG],
               "/var/log/syslogd.out")
         node.wait_until_succeeds("test -S /dev/log", timeout=10)
         if node.path(firewall.RULESET_PATH).exists():  # the seed's ufw, up before any daemon
             firewall.apply(node)
         heartbeat.prepare_runtime(node)
-        if self.disk_mode == "replicated":
-            disk.boot(node)
 
     def _pair_start(self, servers: list[Node]) -> None:
-        """Both servers booted: like the seed's manual steps, the disk is made (once) before
-        heartbeat runs anywhere; then both heartbeats are launched together."""
-        lab = servers[0].lab
-        marker = self._bootstrapped(lab)
-        if self.disk_mode == "replicated" and not marker.exists():
-            primary = next((n for n in servers if n.name == self.preferred(lab)), servers[-1])
-            secondary = next(n for n in servers if n is not primary)
-            content = self.state_dir(lab) / "disk-content"
-            files = {"/" + str(p.relative_to(content)): p.read_text()
-                     for p in sorted(content.rglob("*")) if p.is_file()}
-            disk.bootstrap(primary, secondary, files)
-            marker.touch()
+        """Both servers booted one by one (disks attached): like the seed's manual steps, the
+        disk is made (once) before heartbeat runs anywhere; then both heartbeats are launched
+        together."""
+        self._make_disk_once(servers)
         for n in servers:
             heartbeat.launch(n)
         if self.await_ready:
             for n in servers:
                 heartbeat.wait_running(n)
+
+    def _make_disk_once(self, servers: list[Node]) -> None:
+        """The pair's one-time disk bootstrap (Primary on the preferred node, the file system,
+        dnsmasq's files from the rendered configuration), unless it was made before."""
+        lab = servers[0].lab
+        marker = self._bootstrapped(lab)
+        if self.disk_mode != "replicated" or marker.exists():
+            return
+        primary = next((n for n in servers if n.name == self.preferred(lab)), servers[-1])
+        secondary = next(n for n in servers if n is not primary)
+        content = self.state_dir(lab) / "disk-content"
+        files = {"/" + str(p.relative_to(content)): p.read_text()
+                 for p in sorted(content.rglob("*")) if p.is_file()}
+        disk.bootstrap(primary, secondary, files)
+        marker.touch()
 
     def _start_heartbeat(self, node: Node) -> None:
         """Start heartbeat; wait for it to answer unless told not to wait for readiness (a kept

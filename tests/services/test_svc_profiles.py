@@ -31,6 +31,13 @@ def test_shipped_profiles_match_the_seed_and_the_brief() -> None:
     assert fast.keepalive_ms is not None and 200 <= fast.keepalive_ms <= 500
     assert 1000 <= fast.deadtime_ms <= 2000
     assert fast.warntime_ms < fast.deadtime_ms <= fast.initdead_ms
+    assert fast.optimistic_dad and not seed.optimistic_dad
+
+
+def test_optimistic_dad_is_off_unless_a_profile_asks() -> None:
+    assert not parse_profiles(GOOD, "x.toml")["p"].optimistic_dad
+    on = parse_profiles(GOOD + "clients.optimistic_dad = true\n", "x.toml")["p"]
+    assert on.optimistic_dad
 
 
 def test_good_text_parses() -> None:
@@ -48,6 +55,10 @@ def test_good_text_parses() -> None:
         (("keepalive_ms = 250", "keepalive_ms = 2000"), "x.toml: p.heartbeat.keepalive_ms: must"),
         (("initdead_ms = 3000", "initdead_ms = 1000"), "x.toml: p.heartbeat.initdead_ms: must"),
         (("[p]", "[p\n"), "x.toml: (file):"),
+        (("dnsmasq.no_ping = true", "dnsmasq.no_ping = true\nclients.optimistic_dad = 1"),
+         "x.toml: p.clients.optimistic_dad: expected true or false"),
+        (("dnsmasq.no_ping = true", "dnsmasq.no_ping = true\nclients.dad = true"),
+         "x.toml: p.clients.dad: unknown key"),
     ],
 )
 def test_bad_profiles_name_file_and_key(edit: tuple[str, str], message: str) -> None:

@@ -127,6 +127,16 @@ def test_each_fix_names_its_finding_and_per_node_identity_differs() -> None:
     assert "addn-hosts=/srv/drbd0/dnsmasq/banner_add_hosts" in conf
 
 
+def test_optimistic_dad_on_the_clients_is_a_change_of_the_fast_profile_only() -> None:
+    fast = [c for c in all_changes(pair("fast"), load_profile("fast"))
+            if c.file.startswith("client nodes:")]
+    assert [(c.key, c.lab_value) for c in fast] == [("optimistic_dad, use_optimistic", "1")]
+    assert "profile `fast`" in fast[0].why
+    seed = all_changes(pair("seed"), load_profile("seed"))
+    assert not [c for c in seed if c.file.startswith("client nodes:")]
+    assert seed == all_changes(pair("seed"))
+
+
 def test_tables_render_as_markdown() -> None:
     table = markdown_table(all_changes(pair("fast")))
     assert table.startswith("| file | setting | seed | lab | why |")
