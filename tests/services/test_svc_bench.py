@@ -1,4 +1,5 @@
-"""Heartbeat's phases, measured from a recorded ha-log (a real lab's, lsvm2, profile fast)."""
+"""The bench of the seed's pair: heartbeat's phases from a recorded ha-log (a real lab's, lsvm2,
+profile fast), and several cold starts read as one result."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ def test_phases_from_a_recorded_ha_log() -> None:
 
 def test_no_phases_when_heartbeat_never_acquired() -> None:
     assert heartbeat_phases(RECORDED.splitlines()[0] + "\n", "lsvm2") == {}
+
+
+def test_several_cold_starts_read_as_their_median() -> None:
+    from lab.services.bench import over_runs
+    runs = [{"time_to_ready_s": t, "active": f"run{i}", "parts": {"lab_own_s": own}}
+            for i, (t, own) in enumerate([(12.8, 0.7), (11.3, 0.5), (12.0, 0.9)])]
+    result = over_runs(runs)
+    assert result["time_to_ready_s"] == 12.0 and result["active"] == "run2"
+    assert result["time_to_ready_s_all"] == [12.8, 11.3, 12.0]
+    assert result["parts_median"] == {"lab_own_s": 0.7}
+    assert result["repeats"] == 3
