@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from lab.cgroup import Cgroup
+from lab.wait import WaitTimeout, wait_for
 
 PERSISTENT_DIRS = (
     # (path inside the node, start as a copy of the host's?)
@@ -296,17 +297,23 @@ def _read_line(stream: IO[bytes], timeout: float) -> bytes:
 
 
 def _child_of(pid: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
+    """The PID of `unshare`'s forked child (the node's init), polled every 2 ms: a node start
+    waits on it."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
-    while time.monotonic() < deadline:
+
+    def children() -> list[str] | None:
         try:
-            children = path.read_text().split()
-        except FileNotFoundError:
-            break
-        if children:
-            return int(children[0])
-        time.sleep(0.002)
-    raise ContainerError(f"unshare {pid} has no child")
+            return path.read_text().split()
+        except FileNotFoundError:  # unshare is gone: no child will come
+            return None
+    try:
+        found = wait_for(children, until=lambda c: c is None or bool(c), timeout=timeout,
+                         interval=0.002, max_interval=0.002, what=f"unshare {pid}'s child")
+    except WaitTimeout:
+        found = None
+    if not found:
+        raise ContainerError(f"unshare {pid} has no child")
+    return int(found[0])
 
 
 def exec_argv(init_pid: int, argv: Sequence[str]) -> list[str]:

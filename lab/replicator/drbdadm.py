@@ -14,18 +14,19 @@ em dash alone means ``--`` and a leading en dash means ``--``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from lab.replicator.metadata import Metadata, MetadataError
 from lab.replicator.paths import RUN_DIR, run_paths
 from lab.replicator.resfile import ResFileError, Resource, load_dir
+from lab.wait import WaitTimeout, wait_for
 
 CONFIG_DIR = os.environ.get("DRBD_CONFIG_DIR", "/etc/drbd.d")
 LOG_DIR = "/var/log"
@@ -136,21 +137,26 @@ def spawn(res: Resource, connect: bool) -> int:
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, cwd="/")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def outcome() -> str | None:
         if proc.poll() is not None:
-            tail = Path(log_path).read_text(errors="replace").splitlines()[-5:]
-            for line in tail:
-                sys.stderr.write(line + "\n")
-            sys.stderr.write(f"Command 'drbdmeta {res.host(socket.gethostname()).minor} v08 "
-                             f"... apply-al' terminated with exit code 255\n")
-            return 10
+            return "exited"
         reply = ctl(res.name, {"cmd": "status"}, timeout=2)
-        if reply is not None and reply["state"].get("fuse"):
-            return 0
-        time.sleep(0.05)
-    sys.stderr.write(f"{res.name}: replicator did not come up in 20 s (see {log_path})\n")
-    return 10
+        return "up" if reply is not None and reply["state"].get("fuse") else None
+    try:
+        ended = wait_for(outcome, timeout=20, interval=0.05, max_interval=0.05,
+                         what=f"{res.name}'s replicator to serve its device")
+    except WaitTimeout:
+        sys.stderr.write(f"{res.name}: replicator did not come up in 20 s (see {log_path})\n")
+        return 10
+    if ended == "exited":
+        tail = Path(log_path).read_text(errors="replace").splitlines()[-5:]
+        for line in tail:
+            sys.stderr.write(line + "\n")
+        sys.stderr.write(f"Command 'drbdmeta {res.host(socket.gethostname()).minor} v08 "
+                         f"... apply-al' terminated with exit code 255\n")
+        return 10
+    return 0
 
 
 def create_md(res: Resource, flags: set[str]) -> int:
@@ -282,15 +288,17 @@ def run_verb(verb: str, res: Resource, flags: set[str], args: list[str]) -> int:
     if reply["rc"] != 0:
         return fail_state_change(res, minor, verb, reply)
     if verb == "down":
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and ctl(res.name, {"cmd": "status"}, 1) is not None:
-            time.sleep(0.05)
         mnt = run_paths(res.name)[1]
-        while time.monotonic() < deadline:
+
+        def gone() -> bool:
+            """The replicator no longer answers and its FUSE mount is gone."""
+            if ctl(res.name, {"cmd": "status"}, 1) is not None:
+                return False
             with open("/proc/self/mounts") as f:
-                if f" {mnt} " not in f.read():
-                    break
-            time.sleep(0.05)
+                return f" {mnt} " not in f.read()
+        with contextlib.suppress(WaitTimeout):  # what is left is unmounted below
+            wait_for(gone, timeout=20, interval=0.05, max_interval=0.05,
+                     what=f"{res.name}'s replicator to stop")
         unmount_stale(mnt)
     return 0
 
