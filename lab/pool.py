@@ -7,11 +7,11 @@ says which test comes next on this worker), so that test's setup is a hand-over 
 boot. A pooled lab is brand new: it is handed to one test and removed after it, never reused.
 
 Each lab boots in a child process (``python -m lab.pool NAME SPEC``), like a `lab up` in another
-terminal: the test process runs no extra threads beside its probes, and a lab a child made is
-the same records-backed lab `Lab.attach` reopens. Until it is handed over, the lab runs at the
-lowest CPU weight (lab.cpushare), so its boot takes only what the measured labs leave idle. A lab that nobody takes is removed at the end
-of the session; one whose child was killed (Ctrl-C, a crashed worker) is removed by its records
-(`teardown`), exactly as `lab down` removes a SIGKILLed `lab up`.
+terminal: the test process runs no extra threads beside its probes, and a lab a child made is the
+same records-backed lab `Lab.attach` reopens. Until it is handed over, the lab runs at the lowest
+CPU weight (lab.cpushare), so its boot takes only what the measured labs leave idle. A lab that
+nobody takes is removed at the end of the session; one whose child was killed (Ctrl-C, a crashed
+worker) is removed by its records (`teardown`), exactly as `lab down` removes a SIGKILLed `lab up`.
 """
 
 from __future__ import annotations

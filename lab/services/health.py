@@ -132,10 +132,19 @@ def readiness(lab: Lab, status: dict[str, Any] | None = None,
             and all(drbd.get(n, {}).get("cstate") == "Connected"
                     and drbd.get(n, {}).get("dstate") == "UpToDate" for n in servers))
     checks.update(client_checks(lab, advertised))
+    checks.update(registrar_checks(lab, preferred))
+    return checks
+
+
+def registrar_checks(lab: Lab, preferred: str) -> dict[str, bool]:
+    """Whether the registrar accepted an update from the preferred node (its record, read from
+    the host: a wait can ask often)."""
+    checks = {}
     for node in lab:
         if node.spec.role == "internet":
             checks["registrar updated by preferred"] = any(
-                u.get("accepted") and u.get("node") == preferred for u in registrar.updates(node))
+                u.get("accepted") and u.get("node") == preferred
+                for u in registrar.updates(node))
     return checks
 
 
@@ -196,11 +205,12 @@ def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.1) -> float:
     """Wait until every readiness check holds; returns the seconds waited. On timeout the
     error names the checks still failing and ends with the servers' heartbeat logs.
 
-    Three phases, the first two with cheap looks every 20-50 ms: until a server listens for DHCP
-    (the clients still without a lease or SLAAC address are nudged then), until the clients hold
-    their leases and SLAAC addresses, then the full checks (each `lab.status()` runs commands in
-    every server: ~0.1-0.25 s here) every `poll` seconds. Each phase's end is an event, so the
-    bench can tell the services' time from the lab's."""
+    Four phases, the first three with cheap looks every 20-50 ms: until a server listens for
+    DHCP (the clients still without a lease or SLAAC address are nudged then), until the clients
+    hold their leases and SLAAC addresses, until the registrar heard from the preferred node
+    (ddclient starts last), then the full checks (each `lab.status()` runs commands in every
+    server: ~0.1-0.25 s here) every `poll` seconds, which the first look usually passes. Each
+    phase's end is an event, so the bench can tell the services' time from the lab's."""
     start = time.monotonic()
     advertised = advertised_segments(lab)
 
@@ -218,6 +228,13 @@ def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.1) -> float:
                  timeout=left(), interval=0.02,
                  max_interval=0.05, what=f"lab {lab.name}'s clients to be configured")
         lab.log_event("lab.clients_ready", waited_s=round(time.monotonic() - start, 4))
+        stack = lab.stack
+        preferred = stack.preferred(lab) if stack is not None and hasattr(stack, "preferred") \
+            else ""
+        wait_for(lambda: registrar_checks(lab, preferred), until=lambda c: all(c.values()),
+                 timeout=left(), interval=0.02, max_interval=0.05,
+                 what=f"lab {lab.name}'s registrar to hear from {preferred}")
+        lab.log_event("lab.registrar_updated", waited_s=round(time.monotonic() - start, 4))
         wait_for(look, until=lambda checks: bool(checks) and all(checks.values()),
                  timeout=left(), interval=poll,
                  max_interval=poll, what=f"lab {lab.name} to be ready")
