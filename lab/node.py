@@ -281,11 +281,11 @@ class Node:
         self.lab.log_event("node.freeze", node=self.name)
         try:
             self.backend.freeze(self)
-        except TimeoutError:
+        except TimeoutError as exc:
             self.backend.thaw(self)
             self.lab.log_event("node.thaw", node=self.name, why="freeze incomplete")
             raise NodeError(f"{self.name}: the freezer could not stop every process within 5 s "
-                            "(a task in uninterruptible sleep?); thawed again") from None
+                            f"(a task in uninterruptible sleep?); thawed again ({exc})") from None
         return True
 
     def thaw(self) -> bool:
