@@ -25,6 +25,12 @@ from lab.wait import WaitTimeout, wait_for
 CPU_V1_ROOT = Path("/sys/fs/cgroup/cpu")
 WARM_SHARES = 2  # the kernel's minimum; every other group has 1024
 PREFIX = "warm-"
+# Realtime budget (µs of each 1 s period). heartbeat makes its own processes SCHED_RR, which a
+# CPU group refuses unless it has a budget: without one a warm lab's heartbeat would run as an
+# ordinary process, unlike a lab booted in the foreground. heartbeat needs microseconds a
+# tick; each warm group gets 1 %, the lab root's directory 10 % (ten warm labs at once).
+RT_RUNTIME_TOP_US = 100_000
+RT_RUNTIME_WARM_US = 10_000
 
 
 def available() -> bool:
@@ -43,12 +49,20 @@ def warm_group(lab: str) -> Path:
 
 
 def enter_warm(lab: str) -> bool:
-    """Move the calling process into lab `lab`'s low-weight group (made here); everything it
-    starts from now on is born there. False where the controller is not available."""
+    """Move the calling process into lab `lab`'s low-weight group (made here, with a realtime
+    budget for heartbeat); everything it starts from now on is born there. False, and the
+    process stays where it is, where the controller is not available or no realtime budget is
+    left (the lab then boots at normal weight rather than differently)."""
     if not available():
         return False
     group = warm_group(lab)
     cgroup.Cgroup(group).create()
+    try:
+        (_top() / "cpu.rt_runtime_us").write_text(str(RT_RUNTIME_TOP_US))
+        (group / "cpu.rt_runtime_us").write_text(str(RT_RUNTIME_WARM_US))
+    except OSError:  # the top's budget is taken (EINVAL/EBUSY): no warm group then
+        remove(lab)
+        return False
     (group / "cpu.shares").write_text(str(WARM_SHARES))
     (group / "cgroup.procs").write_text("0")
     return True

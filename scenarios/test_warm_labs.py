@@ -44,6 +44,13 @@ def test_a_warm_lab_is_handed_over_ready_and_one_never_taken_is_removed(tmp_path
         assert not warm.exists()
         pids = [pid for node in lab for pid, _ in node.processes()]
         assert pids and {cpushare.group_of(pid) for pid in pids} <= {cpushare.group_of()}
+        # heartbeat made itself realtime as in a lab booted in the foreground
+        heartbeats = [pid for node in lab for pid, cmd in node.processes()
+                      if cmd.startswith("heartbeat:")]
+        assert heartbeats and all(os.sched_getscheduler(pid) == os.SCHED_RR
+                                  for pid in heartbeats)
+        ha_log = lab["lsvm2"].path("/var/log/ha-log").read_text()
+        assert "Unable to set scheduler parameters" not in ha_log
         # ready as a lab the test booted itself would be: every readiness check holds
         checks = readiness(lab)
         assert checks and all(checks.values()), checks
