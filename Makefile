@@ -73,13 +73,10 @@ lab-up: setup
 lab-down: setup
 	$(BIN)/lab down --name $(LAB_NAME)
 
-# Two labs in waiting per worker: they boot at the lowest CPU weight (lab/cpushare.py). A docker
-# node's processes live in Docker's own cgroups, out of that weight's reach, so the docker part
-# keeps one.
 test: APT_PACKAGES += $(DOCKER_PACKAGES)
 test: setup image
 	@mkdir -p results/$(RUN_ID)
-	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 2 --lab-backend $(BACKEND) --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS); main=$$?; \
+	HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 --lab-backend $(BACKEND) --junitxml=results/$(RUN_ID)/junit.xml $(PYTEST_ARGS); main=$$?; \
 	docker=0; if [ -n "$(strip $(DOCKER_SUITE))" ] && [ -z "$(strip $(PYTEST_ARGS))" ] && [ "$(BACKEND)" != docker ]; then \
 	  echo "== the same scenarios on docker nodes: $(strip $(DOCKER_SUITE))"; \
 	  HAPAIR_RUN_ID=$(RUN_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 --lab-backend docker --junitxml=results/$(RUN_ID)/junit-docker.xml $(DOCKER_SUITE); docker=$$?; \
@@ -87,7 +84,7 @@ test: setup image
 	exit $$(( main != 0 ? main : docker ))
 
 soak: setup
-	$(BIN)/python -m lab.soak --runs $(or $(N),10) -- --lab-pool 2 $(PYTEST_ARGS)
+	$(BIN)/python -m lab.soak --runs $(or $(N),10) -- --lab-pool 1 $(PYTEST_ARGS)
 
 # The nightly: every scenario 3 times in the seed's own timing, judged against the SLAs, then
 # the history as a page. Fails on any SLA breach (pytest) or regression (lab report --check);
@@ -95,7 +92,7 @@ soak: setup
 NIGHTLY_ID := nightly-$(RUN_ID)
 nightly: setup
 	@mkdir -p results/$(NIGHTLY_ID)
-	HAPAIR_RUN_ID=$(NIGHTLY_ID) $(BIN)/python -m pytest -n 2 --lab-pool 2 --lab-profile seed --repeat 3 \
+	HAPAIR_RUN_ID=$(NIGHTLY_ID) $(BIN)/python -m pytest -n 2 --lab-pool 1 --lab-profile seed --repeat 3 \
 	  scenarios/ --sla fixtures/slas.toml --junitxml=results/$(NIGHTLY_ID)/junit.xml \
 	  $(PYTEST_ARGS); tests=$$?; \
 	$(BIN)/lab report --check --out results/report.html; report=$$?; \

@@ -192,8 +192,6 @@ def cmd_down(args: argparse.Namespace) -> int:
         done = teardown(name)
         console.print(f"lab [bold]{name}[/] removed" + (f" ({len(done)} steps)" if done else ""))
     if args.all:
-        from lab import cpushare
-        cpushare.sweep()  # the warm CPU groups of labs whose pool was killed
         _stop_own_dockerd()
     return EXIT_OK
 

@@ -7,11 +7,10 @@ says which test comes next on this worker), so that test's setup is a hand-over 
 boot. A pooled lab is brand new: it is handed to one test and removed after it, never reused.
 
 Each lab boots in a child process (``python -m lab.pool NAME SPEC``), like a `lab up` in another
-terminal: the test process runs no extra threads beside its probes, and a lab a child made is the
-same records-backed lab `Lab.attach` reopens. Until it is handed over, the lab runs at the lowest
-CPU weight (lab.cpushare), so its boot takes only what the measured labs leave idle. A lab that
-nobody takes is removed at the end of the session; one whose child was killed (Ctrl-C, a crashed
-worker) is removed by its records (`teardown`), exactly as `lab down` removes a SIGKILLed `lab up`.
+terminal: the test process runs no extra threads beside its probes, and a lab a child made is
+the same records-backed lab `Lab.attach` reopens. A lab that nobody takes is removed at the end
+of the session; one whose child was killed (Ctrl-C, a crashed worker) is removed by its records
+(`teardown`), exactly as `lab down` removes a SIGKILLed `lab up`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import cpushare
 from lab.lab import Lab
 from lab.state import teardown
 
@@ -72,7 +70,6 @@ class LabPool:
             self.missed += 1
             return None
         self.handed += 1
-        cpushare.release(entry.name)  # from now on it is measured: full weight
         return Lab.attach(entry.name)
 
     def prepare(self, key: Key | None) -> None:
@@ -110,10 +107,8 @@ class LabPool:
 
 
 def boot(name: str, key: Key) -> None:
-    """The child's work: create the lab and bring it up until ready (removed on failure), at
-    the lowest CPU weight (lab.cpushare) so it runs on what the measured labs leave idle."""
+    """The child's work: create the lab and bring it up until ready (removed on failure)."""
     profile, stack, options = key
-    cpushare.enter_warm(name)
     Lab.create(name, profile=profile, stack=stack, **json.loads(options)).up()
 
 

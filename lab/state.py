@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import cpushare, walk
+from lab import walk
 from lab.cgroup import DEFAULT_STATE_ROOT, Cgroup, hierarchy_root, kill_all
 from lab.wait import WaitTimeout, wait_for
 
@@ -212,7 +212,6 @@ def teardown(name: str, log: Any = None) -> list[str]:
     for cg in lab_cgroups(name):
         cg.remove()
     Cgroup(hierarchy_root() / name).remove()
-    cpushare.remove(name)
     if lab_dir.exists():
         shutil.rmtree(lab_dir, ignore_errors=True)
         if lab_dir.exists():  # e.g. a directory still busy: one more try after a breath

@@ -41,14 +41,3 @@ def test_bare_labs_and_unknown_kinds_are_not_booted_ahead(tmp_path: Path) -> Non
     pool.prepare(key_of("fast", "none", {}))
     assert pool.booting == []
     assert pool.take(key_of("fast", "seed", {})) is None and pool.missed == 1
-
-
-def test_the_cpu_group_named_in_proc_cgroup() -> None:
-    from pathlib import Path
-
-    from lab.cpushare import cpu_group_in
-    text = ("9:name=systemd:/\n6:freezer:/hapair-lab/l1/c1\n2:cpuacct:/\n"
-            "1:cpu:/hapair-lab/warm-l1\n0::/\n")
-    assert cpu_group_in(text) == Path("/sys/fs/cgroup/cpu/hapair-lab/warm-l1")
-    assert cpu_group_in("3:cpu,cpuacct:/a\n") == Path("/sys/fs/cgroup/cpu/a")
-    assert cpu_group_in("0::/\n") == Path("/sys/fs/cgroup/cpu")  # no CPU hierarchy: the root
