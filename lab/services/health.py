@@ -84,6 +84,17 @@ def has_address_in(node: Node, iface: str, prefix: Any) -> bool:
                for address, name, flags in inet6_addresses(proc_net(node, "if_inet6")))
 
 
+def slaac_interfaces(lab: Lab, node: Node, advertised: set[str]) -> list[tuple[str, Any]]:
+    """(interface, IPv6 prefix) of each of the node's interfaces on a segment whose servers
+    advertise a prefix: where SLAAC must give it an address."""
+    out = []
+    for iface in node.spec.interfaces:
+        prefix = lab.topology.segments[iface.segment].ipv6
+        if iface.segment in advertised and prefix is not None:
+            out.append((iface.name, prefix))
+    return out
+
+
 def client_checks(lab: Lab, advertised: set[str]) -> dict[str, bool]:
     """The clients' readiness: a lease, and a SLAAC address where the servers advertise a
     prefix. Host-side reads only (~1 ms), so a wait can ask often."""
@@ -92,12 +103,15 @@ def client_checks(lab: Lab, advertised: set[str]) -> dict[str, bool]:
         if node.spec.role != "client":
             continue
         checks[f"{node.name} has a lease"] = has_lease(node)
-        for iface in node.spec.interfaces:
-            prefix = lab.topology.segments[iface.segment].ipv6
-            if iface.segment in advertised and prefix is not None:
-                checks[f"{node.name} has a SLAAC address"] = has_address_in(node, iface.name,
-                                                                           prefix)
+        for iface, prefix in slaac_interfaces(lab, node, advertised):
+            checks[f"{node.name} has a SLAAC address"] = has_address_in(node, iface, prefix)
     return checks
+
+
+def preferred_node(lab: Lab) -> str:
+    """The server the stack wants holding the services ("" for a stack that names none)."""
+    stack = lab.stack
+    return stack.preferred(lab) if stack is not None and hasattr(stack, "preferred") else ""
 
 
 def readiness(lab: Lab, status: dict[str, Any] | None = None,
@@ -108,8 +122,7 @@ def readiness(lab: Lab, status: dict[str, Any] | None = None,
     st = status if status is not None else lab.status()
     if advertised is None:
         advertised = advertised_segments(lab)
-    stack = lab.stack
-    preferred = stack.preferred(lab) if stack is not None and hasattr(stack, "preferred") else ""
+    preferred = preferred_node(lab)
     servers = [n.name for n in lab if n.spec.role == "server"]
     peers = [n for n in servers if n != preferred]
     svc = st.get("services", {})
@@ -184,16 +197,14 @@ def nudge_clients(lab: Lab, advertised: set[str]) -> None:
         if not has_lease(node):
             dhclient.restart(node, node.spec.interfaces[0].name)
             lab.log_event("client.dhcp_nudge", node=node.name)
-        for iface in node.spec.interfaces:
-            prefix = lab.topology.segments[iface.segment].ipv6
-            if (iface.segment in advertised and prefix is not None
-                    and not has_address_in(node, iface.name, prefix)):
-                with ipr(node.netns_path) as handle:
-                    link = handle.link(iface.name)
-                if link is not None:
-                    ndisc.solicit_routers(node.netns_path, link.index, link.mac)
-                    lab.log_event("client.router_solicitation", node=node.name,
-                                  interface=iface.name)
+        for iface, prefix in slaac_interfaces(lab, node, advertised):
+            if has_address_in(node, iface, prefix):
+                continue
+            with ipr(node.netns_path) as handle:
+                link = handle.link(iface)
+            if link is not None:
+                ndisc.solicit_routers(node.netns_path, link.index, link.mac)
+                lab.log_event("client.router_solicitation", node=node.name, interface=iface)
 
 
 def has_lease(node: Node) -> bool:
@@ -228,9 +239,7 @@ def wait_ready(lab: Lab, timeout: float = 120.0, poll: float = 0.1) -> float:
                  timeout=left(), interval=0.02,
                  max_interval=0.05, what=f"lab {lab.name}'s clients to be configured")
         lab.log_event("lab.clients_ready", waited_s=round(time.monotonic() - start, 4))
-        stack = lab.stack
-        preferred = stack.preferred(lab) if stack is not None and hasattr(stack, "preferred") \
-            else ""
+        preferred = preferred_node(lab)
         wait_for(lambda: registrar_checks(lab, preferred), until=lambda c: all(c.values()),
                  timeout=left(), interval=0.02, max_interval=0.05,
                  what=f"lab {lab.name}'s registrar to hear from {preferred}")

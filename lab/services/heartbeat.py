@@ -59,7 +59,7 @@ def wait_running(node: Node, timeout: float = 60) -> None:
     try:
         node.wait_until_succeeds("cl_status hbstatus >/dev/null 2>&1", timeout=timeout)
     except AssertionError as exc:
-        _, log = node.execute("tail -n 25 /var/log/ha-log /var/log/heartbeat.out", timeout=10)
+        _, log = node.execute(f"tail -n 25 {LOG} /var/log/heartbeat.out", timeout=10)
         raise RuntimeError(f"{node.name}: heartbeat is not answering after {timeout} s (a "
                            f"blocked sync(2) shows as D state on super_lock):\n{log}") from exc
 
