@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -212,6 +213,47 @@ def eui64_link_local(mac: str) -> str:
 
 def real_client_address(lab: Lab) -> str:
     return last_lease(lab["c1"].path(dhclient.LEASES).read_text())["fixed-address"]
+
+
+@pytest.mark.crash
+@pytest.mark.parametrize("agent", ["stock", "lean"])
+def test_ipv4_vips_move_with_gratuitous_arp(lab_factory: LabFactory, agent: str) -> None:
+    """After a crash the survivor holds each IPv4 VIP as the package's IPaddr leaves it (on an
+    alias label, with its broadcast), and a client that knew the dead node's MAC learns the
+    survivor's from gratuitous ARP alone, without asking again: with the package's agent and
+    with the lean one profile `fast` runs."""
+    lab = lab_factory(stack="seed", profile="fast", ipaddr=agent)
+    primary, standby = lab.active(), lab.standby()
+    vips = [v for v in lab.topology.vips if v.address.version == 4]
+    watchers = {vip: client_on(lab, vip.segment) for vip in vips}
+    for vip, client in watchers.items():
+        client.succeed(f"ping -c 1 -W 2 {vip.address}")  # the client learns the holder's MAC
+        assert knows_at(client, str(vip.address), mac_of(primary, vip.interface))
+    primary.crash()
+    for vip, client in watchers.items():
+        survivor = mac_of(standby, vip.interface)
+        wait_for(partial(knows_at, client, str(vip.address), survivor),
+                 timeout=takeover_budget_s(lab),
+                 what=f"{client.name} to learn {vip.address} at {standby.name}'s MAC {survivor}")
+        held = standby.succeed(f"ip -4 -o addr show dev {vip.interface} to {vip.address}/32")
+        broadcast = ipaddress.ip_interface(f"{vip.address}/{vip.prefixlen}").network \
+            .broadcast_address
+        assert f"brd {broadcast}" in held and f"{vip.interface}:0" in held, held
+
+
+def client_on(lab: Lab, segment: str) -> Node:
+    """The first client node with an interface on `segment`."""
+    return next(lab[n.name] for n in lab.topology.nodes_with_role("client")
+                if any(i.segment == segment for i in n.interfaces))
+
+
+def knows_at(client: Node, address: str, mac: str) -> bool:
+    """Whether the client's neighbour table maps `address` to `mac`."""
+    return mac in client.succeed(f"ip neigh show {address}")
+
+
+def mac_of(node: Node, interface: str) -> str:
+    return node.succeed(f"cat /sys/class/net/{interface}/address").strip()
 
 
 @pytest.mark.crash

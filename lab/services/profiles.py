@@ -37,6 +37,7 @@ class Profile:
     ping_int_s: int | None
     no_ping: bool
     ipv6addr: str = "stock"
+    ipaddr: str = "stock"
     optimistic_dad: bool = False
 
     @property
@@ -50,16 +51,21 @@ _SECTIONS: dict[str, dict[str, type]] = {
     "drbd": {"wfc_timeout_s": int, "degr_wfc_timeout_s": int, "outdated_wfc_timeout_s": int,
              "ping_int_s": int},
     "dnsmasq": {"no_ping": bool},
-    "agents": {"ipv6addr": str},
+    "agents": {"ipv6addr": str, "ipaddr": str},
     "clients": {"optimistic_dad": bool},
 }
 # which IPv6addr resource agent a profile runs (lab.services.agents): the package's, or the
 # non-blocking comparison that does not hold the resource chain for DAD and advertisements
 IPV6ADDR_AGENTS = ("stock", "nonblocking")
+# which IPaddr: the package's, or the lean one that does its work from one shell and `ip`
+IPADDR_AGENTS = ("stock", "lean")
+# the values a text key may take
+CHOICES: dict[str, tuple[str, ...]] = {"ipv6addr": IPV6ADDR_AGENTS, "ipaddr": IPADDR_AGENTS}
 
 
 # keys a profile may leave out, and what they then are
 OPTIONAL: dict[tuple[str, str], Any] = {("agents", "ipv6addr"): "stock",
+                                        ("agents", "ipaddr"): "stock",
                                         ("clients", "optimistic_dad"): False}
 
 
@@ -76,8 +82,8 @@ def _field(src: str, table: dict[str, Any], section: str, key: str, kind: type) 
         raise ProfileError(f"{where}: expected an integer, got {value!r}")
     if kind is bool and not isinstance(value, bool):
         raise ProfileError(f"{where}: expected true or false, got {value!r}")
-    if kind is str and value not in IPV6ADDR_AGENTS:
-        raise ProfileError(f"{where}: expected one of {', '.join(IPV6ADDR_AGENTS)}, got "
+    if kind is str and value not in CHOICES[key]:
+        raise ProfileError(f"{where}: expected one of {', '.join(CHOICES[key])}, got "
                            f"{value!r}")
     if kind is int and value < 0:
         raise ProfileError(f"{where}: must not be negative, got {value}")

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.services.agents import (
+    IPADDR_WRAPPER_PATH,
     IPV6ADDR_WRAPPER_PATH,
+    render_ipaddr_lean,
     render_ipv6addr_nonblocking,
     render_ipv6addr_wrapper,
 )
@@ -89,6 +91,8 @@ class RenderOptions:
     disk: str = "replicated"  # or "local": no replicated disk available (see render_haresources)
     # "stock" or "nonblocking" (lab.services.agents); None: the profile's agent
     ipv6addr: str | None = None
+    # "stock" or "lean" (lab.services.agents); None: the profile's agent
+    ipaddr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -430,6 +434,8 @@ def render_node(seed: SeedConfig, profile: Profile, secrets: Secrets, node: str,
                else render_ipv6addr_wrapper(keep))
     if wrapper is not None:
         add(IPV6ADDR_WRAPPER_PATH, wrapper, 0o755)
+    if (opts.ipaddr or profile.ipaddr) == "lean":  # else the package's, copied with /etc/ha.d
+        add(IPADDR_WRAPPER_PATH, render_ipaddr_lean(), 0o755)
     add("/etc/drbd.d/drbd0.res", render_drbd_res(seed["drbd0.res"], profile, secrets), 0o640)
     add("/etc/default/dnsmasq", render_default_dnsmasq(seed["default-dnsmasq"], node))
     add("/etc/default/ddclient", render_default_ddclient(seed["default-ddclient"]))

@@ -27,7 +27,7 @@ from lab.services.haconf import parse_haresources
 from lab.services.lint import lint
 from lab.services.pki import make_pki
 from lab.services.proc import spawn
-from lab.services.profiles import IPV6ADDR_AGENTS, load_profile
+from lab.services.profiles import IPADDR_AGENTS, IPV6ADDR_AGENTS, load_profile
 from lab.services.render import (
     DNSMASQ_DIR,
     LAB_CA_PATH,
@@ -68,13 +68,17 @@ class SeedStack(Stack):
 
     def __init__(self, profile: str = "seed",
                  keep_findings: frozenset[str] | list[str] | None = None,
-                 ipv6addr: str | None = None, await_ready: bool = True) -> None:
+                 ipv6addr: str | None = None, await_ready: bool = True,
+                 ipaddr: str | None = None) -> None:
         self.profile = load_profile(profile)
-        # the profile's IPv6addr agent unless the lab asks for the other one (a comparison)
+        # the profile's IPv6addr and IPaddr agents unless the lab asks for others (a comparison)
         self.ipv6addr = ipv6addr or self.profile.ipv6addr
         if self.ipv6addr not in IPV6ADDR_AGENTS:
             raise ValueError(f"ipv6addr: {self.ipv6addr!r} is not one of "
                              f"{', '.join(IPV6ADDR_AGENTS)}")
+        self.ipaddr = ipaddr or self.profile.ipaddr
+        if self.ipaddr not in IPADDR_AGENTS:
+            raise ValueError(f"ipaddr: {self.ipaddr!r} is not one of {', '.join(IPADDR_AGENTS)}")
         # False: `up` returns once every node booted, for a kept finding that keeps the pair
         # from ever becoming ready (F20); the scenario then waits for what it shows
         self.await_ready = await_ready
@@ -90,7 +94,7 @@ class SeedStack(Stack):
 
     def options(self) -> RenderOptions:
         return RenderOptions(keep_findings=self.keep_findings, disk=self.disk_mode,
-                             ipv6addr=self.ipv6addr)
+                             ipv6addr=self.ipv6addr, ipaddr=self.ipaddr)
 
     def secrets(self, lab: Lab) -> Secrets:
         data = json.loads((self.state_dir(lab) / "secrets.json").read_text())
@@ -111,6 +115,7 @@ class SeedStack(Stack):
     def options_record(self) -> dict[str, Any]:
         """What `Lab.attach` needs to rebuild this stack exactly (saved in lab.json)."""
         return {"keep_findings": sorted(self.keep_findings), "ipv6addr": self.ipv6addr,
+                "ipaddr": self.ipaddr,
                 "await_ready": self.await_ready}
 
     def check(self, topology: Topology) -> list[str]:

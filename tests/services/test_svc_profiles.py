@@ -32,6 +32,8 @@ def test_shipped_profiles_match_the_seed_and_the_brief() -> None:
     assert 1000 <= fast.deadtime_ms <= 2000
     assert fast.warntime_ms < fast.deadtime_ms <= fast.initdead_ms
     assert fast.optimistic_dad and not seed.optimistic_dad
+    assert (seed.ipaddr, seed.ipv6addr) == ("stock", "stock")  # the package's agents
+    assert (fast.ipaddr, fast.ipv6addr) == ("lean", "nonblocking")
 
 
 def test_optimistic_dad_is_off_unless_a_profile_asks() -> None:
@@ -41,7 +43,8 @@ def test_optimistic_dad_is_off_unless_a_profile_asks() -> None:
 
 
 def test_good_text_parses() -> None:
-    assert parse_profiles(GOOD, "x.toml")["p"].deadtime_ms == 1500
+    p = parse_profiles(GOOD, "x.toml")["p"]
+    assert p.deadtime_ms == 1500 and (p.ipaddr, p.ipv6addr) == ("stock", "stock")
 
 
 @pytest.mark.parametrize(
@@ -59,6 +62,10 @@ def test_good_text_parses() -> None:
          "x.toml: p.clients.optimistic_dad: expected true or false"),
         (("dnsmasq.no_ping = true", "dnsmasq.no_ping = true\nclients.dad = true"),
          "x.toml: p.clients.dad: unknown key"),
+        (("dnsmasq.no_ping = true", 'dnsmasq.no_ping = true\nagents.ipaddr = "nonblocking"'),
+         "x.toml: p.agents.ipaddr: expected one of stock, lean, got 'nonblocking'"),
+        (("dnsmasq.no_ping = true", 'dnsmasq.no_ping = true\nagents.ipv6addr = "lean"'),
+         "x.toml: p.agents.ipv6addr: expected one of stock, nonblocking, got 'lean'"),
     ],
 )
 def test_bad_profiles_name_file_and_key(edit: tuple[str, str], message: str) -> None:
