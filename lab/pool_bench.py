@@ -1,27 +1,26 @@
-"""`make bench`'s warm-lab section: the crash scenario with the lab pool on and off, interleaved.
+"""`make bench`'s warm-lab section: the crash scenario with the lab pool on and off.
 
 What it shows: the pool's promise is that a scenario's setup becomes a hand-over instead of a
 boot *without* changing what the scenario measures, although the next labs boot beside the
-running one on the same two cores. So the section reports, per side (pool on, pool off): the
-wall time, the setup a scenario saw (the `hapair.setup_s` JUnit property) and the takeover and
-outage each crash measured (`hapair.takeover_s`, `hapair.outage_s` of `test_kill_primary`),
-with the ratios on / off; the goal is takeover and outage within 5 % of each other.
+running one on the same two cores. Two comparisons, both of `test_kill_primary` only (every
+scenario run is a measured crash: `hapair.setup_s`, `hapair.takeover_s`, `hapair.outage_s`):
 
-How it can resolve 5 %:
-- Only the crash runs (`-k kill_primary`), so every scenario run is a measured crash.
-- Interleaved runs: ROUNDS rounds in ABBA order (off, on, on, off, ...), REPEAT crashes each.
-  This machine drifts by ~15 % in speed over minutes; one run per side, one after the other,
-  turned that drift into a difference between the sides. With the runs in ABBA order a drift
-  that is linear over the section weighs on both sides alike and cancels.
-- Pooled crashes: each side's medians are taken over every passed crash of all its runs
-  (ROUNDS x REPEAT = 24 a side), not from per-run medians. Each run's own summary stays in
-  the output (`runs`, with its position in the order they ran) so the drift can be read there.
-- An interval: a seeded bootstrap (resample both sides with replacement, B = 2000) gives a 95 %
-  interval for each ratio of medians, so a reader can tell "within 5 %" from "could not tell"
-  (with 10 crashes a side the ratio moved between 0.93 and 1.08 from bench to bench).
+- **One worker** (`-n 1`), the pool's own effect: the only difference between the sides is the
+  labs booting ahead. ROUNDS rounds in ABBA order (off, on, on, off, ...), REPEAT crashes a run.
+  This machine drifts by ~15 % in speed over minutes; with one run per side, one after the
+  other, that drift became a difference between the sides. In ABBA order a drift that is linear
+  over the section weighs on both sides alike and cancels. Each side's medians are taken over
+  every passed crash of all its runs, and a seeded bootstrap (both sides resampled with
+  replacement, B = 2000) gives a 95 % interval for each ratio of medians, so a reader can tell
+  "within 5 %" from "could not tell". Each run's own summary stays in the output (`runs`, with
+  its position in the order they ran) so the drift can be read there.
+- **The suite** (`-n 2`, as `make test` runs): the wall time and the setups with the pool on and
+  off. Its takeover ratio is reported too, but it measures something else as well: with the pool
+  the two workers' scenarios follow each other without the boots' idle 10 s between them, so a
+  crash more often meets the other worker's scenario at work.
 
 The parsing, the summaries, the plan of runs and the interval are pure (unit-tested on recorded
-JUnit text); `run_all` runs pytest as a user would (`-n 2`), once per planned run.
+JUnit text); `run_all` runs pytest as a user would, once per planned run.
 """
 
 from __future__ import annotations
@@ -44,8 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("scenarios/test_failover.py",)
 # only the crash: in test_failover.py no other test's name, module or marker contains it
 SELECT = "kill_primary"
-# crashes per run; each side gets ROUNDS * REPEAT of them
-REPEAT = 12
+# crashes per run of the one-worker comparison; each side gets ROUNDS * REPEAT of them
+REPEAT = 10
+# scenarios per run of the suite's comparison (one run a side)
+SUITE_REPEAT = 12
 # rounds of two runs, alternately off-on and on-off (ABBA): an even number cancels linear drift
 ROUNDS = 2
 # the pool compared against no pool: two labs booting ahead per worker (with one, a boot under
@@ -54,7 +55,8 @@ POOL_ON = 2
 POOL_OFF = 0
 MEASURED = "test_kill_primary"  # the scenario whose figures are compared
 NAME = MEASURED[5:]             # its figures' key prefix: kill_primary_...
-WORKERS = 2
+WORKERS = 1        # the pool's own effect: nothing else differs between the sides
+SUITE_WORKERS = 2  # the suite's wall time, as make test runs it
 # the bootstrap: resamples per interval, and the seed that makes an interval reproducible
 BOOTSTRAP_B = 2000
 BOOTSTRAP_SEED = 0
@@ -191,37 +193,44 @@ def plan(rounds: int = ROUNDS, pool_on: int = POOL_ON) -> list[tuple[int, int]]:
     return runs
 
 
-def command(pool: int, junit: Path, history: Path) -> list[str]:
+def command(pool: int, junit: Path, history: Path, workers: int = WORKERS,
+            repeat: int = REPEAT) -> list[str]:
     """The pytest command line of one run with `--lab-pool pool`."""
-    return [sys.executable, "-m", "pytest", "-n", str(WORKERS), "-p", "no:cacheprovider",
-            "-q", f"--lab-pool={pool}", "--repeat", str(REPEAT), "-k", SELECT,
+    return [sys.executable, "-m", "pytest", "-n", str(workers), "-p", "no:cacheprovider",
+            "-q", f"--lab-pool={pool}", "--repeat", str(repeat), "-k", SELECT,
             f"--junitxml={junit}", "--history", str(history), *SCENARIOS]
 
 
-def run_suite(pool: int, outdir: Path, round_: int = 1) -> dict[str, Any]:
+def scenarios(workers: int, repeat: int) -> str:
+    """What a run runs, as a reader would type it."""
+    return f"{' '.join(SCENARIOS)} -k {SELECT} --repeat {repeat} -n {workers}"
+
+
+def run_suite(pool: int, outdir: Path, round_: int = 1, workers: int = WORKERS,
+              repeat: int = REPEAT) -> dict[str, Any]:
     """Run the selected scenario once with `--lab-pool pool`; its summary."""
-    tag = f"pool{pool}-r{round_}"
+    tag = f"n{workers}-pool{pool}-r{round_}"
     junit = outdir / f"{tag}.xml"
-    cmd = command(pool, junit, outdir / f"history-{tag}.jsonl")
+    cmd = command(pool, junit, outdir / f"history-{tag}.jsonl", workers, repeat)
     env = {**os.environ, "HAPAIR_RUN_ID": f"bench-{tag}-{time.strftime('%H%M%S')}"}
     t0 = time.monotonic()
     subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     wall = time.monotonic() - t0
     cases = parse_junit(junit.read_text()) if junit.exists() else []
-    return summarize(cases, wall)
+    return summarize(cases, wall, workers)
 
 
-def section(runs: list[tuple[int, int, dict[str, Any]]], pool_on: int = POOL_ON
-            ) -> dict[str, Any]:
-    """The section's result from the runs made, as (pool size, round, summary) in the order
-    they ran: both sides pooled, their ratios with 95 % intervals and the 5 % verdicts."""
+def section(runs: list[tuple[int, int, dict[str, Any]]], pool_on: int = POOL_ON,
+            workers: int = WORKERS, repeat: int = REPEAT) -> dict[str, Any]:
+    """The one-worker comparison from the runs made, as (pool size, round, summary) in the
+    order they ran: both sides pooled, their ratios with 95 % intervals and the 5 % verdicts."""
     sides: dict[int, list[dict[str, Any]]] = {POOL_OFF: [], pool_on: []}
     for position, (pool, round_, summary) in enumerate(runs, start=1):
         sides[pool].append({"position": position, "round": round_, **summary})
-    off, on = pool_runs(sides[POOL_OFF]), pool_runs(sides[pool_on])
+    off, on = pool_runs(sides[POOL_OFF], workers), pool_runs(sides[pool_on], workers)
     ratios = compare(on, off)
     result: dict[str, Any] = {
-        "scenarios": f"{' '.join(SCENARIOS)} -k {SELECT} --repeat {REPEAT} -n {WORKERS}",
+        "scenarios": scenarios(workers, repeat),
         "pool_on_size": pool_on,
         "order": [pool for pool, _, _ in runs],  # pool size of each run, in the order they ran
         "pool_off": off, "pool_on": on, **ratios,
@@ -234,8 +243,17 @@ def section(runs: list[tuple[int, int, dict[str, Any]]], pool_on: int = POOL_ON
     return result
 
 
+def suite_section(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
+    """The suite's comparison (one run a side, `summarize` results): wall time, setups and,
+    for what it is worth (see the module doc), the takeover and outage ratios."""
+    return {"scenarios": scenarios(SUITE_WORKERS, SUITE_REPEAT), "pool_on_size": POOL_ON,
+            "pool_off": off, "pool_on": on, **compare(on, off)}
+
+
 def run_all() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hapair-pool-bench-") as tmp:
-        runs = [(pool, round_, run_suite(pool, Path(tmp), round_))
-                for pool, round_ in plan()]
-    return section(runs)
+        out = Path(tmp)
+        suite = [run_suite(pool, out, 1, SUITE_WORKERS, SUITE_REPEAT)
+                 for pool in (POOL_OFF, POOL_ON)]
+        runs = [(pool, round_, run_suite(pool, out, round_)) for pool, round_ in plan()]
+    return {**section(runs), "suite": suite_section(*suite)}

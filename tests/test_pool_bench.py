@@ -94,12 +94,23 @@ def test_the_plan_is_abba_off_on_on_off() -> None:
         assert len(on) == len(off) == rounds and sum(on) == sum(off)
 
 
-def test_the_command_selects_only_the_crash_repeated_12_times() -> None:
+def test_the_command_selects_only_the_crash_on_one_worker_unless_told() -> None:
     cmd = pool_bench.command(2, Path("/t/j.xml"), Path("/t/h.jsonl"))
-    assert cmd[1:] == ["-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q",
-                       "--lab-pool=2", "--repeat", "12", "-k", "kill_primary",
+    assert cmd[1:] == ["-m", "pytest", "-n", "1", "-p", "no:cacheprovider", "-q",
+                       "--lab-pool=2", "--repeat", "10", "-k", "kill_primary",
                        "--junitxml=/t/j.xml", "--history", "/t/h.jsonl",
                        "scenarios/test_failover.py"]
+    suite = pool_bench.command(0, Path("/t/j.xml"), Path("/t/h.jsonl"), workers=2, repeat=12)
+    assert suite[3:5] == ["-n", "2"] and suite[9:11] == ["--repeat", "12"]
+
+
+def test_the_suite_comparison_is_one_run_a_side_at_two_workers() -> None:
+    off = _summary([2.0, 2.2], [2.0, 2.2], [12.0, 12.5], wall=150.0)
+    on = _summary([2.2, 2.4], [2.2, 2.4], [12.0, 0.04], wall=100.0)
+    suite = pool_bench.suite_section(off, on)
+    assert suite["scenarios"] == "scenarios/test_failover.py -k kill_primary --repeat 12 -n 2"
+    assert suite["wall_ratio"] == 0.667 and suite["kill_primary_takeover_ratio"] == 1.095
+    assert suite["pool_off"] is off and suite["pool_on"] is on
 
 
 def test_a_side_pools_its_runs_crashes_and_setups_after_each_runs_first_boots() -> None:
@@ -132,7 +143,7 @@ def test_the_section_pools_each_side_keeps_its_runs_in_order_and_judges_5pct() -
             (2, 1, _summary(on, [x * 1.2 for x in on], [14.0, 14.0, 0.05, 0.06], wall=80.0)),
             (2, 2, _summary(on, [x * 1.2 for x in on], [14.0, 14.0, 0.04, 0.07], wall=82.0)),
             (0, 2, _summary(off, off, boot, wall=118.0))]
-    result = pool_bench.section(runs, pool_on=2)
+    result = pool_bench.section(runs, pool_on=2, workers=2, repeat=12)
     assert result["order"] == [0, 2, 2, 0]
     assert result["scenarios"] == "scenarios/test_failover.py -k kill_primary --repeat 12 -n 2"
     assert [(r["position"], r["round"]) for r in result["pool_off"]["runs"]] == [(1, 1), (4, 2)]
