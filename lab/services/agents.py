@@ -86,6 +86,20 @@ def render_ipv6addr_wrapper(keep: frozenset[str]) -> tuple[str, list[Change]] | 
     return _WRAPPER.replace("@OCF_IPV6ADDR@", OCF_IPV6ADDR), [change]
 
 
+# The start of both speed variants below: heartbeat's logging functions, and haresources'
+# `ADDR/REST` split as the package's wrappers split it (each variant parses REST its own way).
+_ARGUMENTS = """\
+. /etc/ha.d/resource.d//hto-mapfuncs
+
+if [ $# != 2 ]; then
+    echo "usage: $0 <ip-address> start|stop|status|monitor"
+    exit 1
+fi
+addr=${1%%/*}
+rest=${1#"$addr"}; rest=${rest#/}
+"""
+
+
 # A comparison for scenarios, never the seed's default: the package's IPv6addr waits out
 # duplicate address detection and then sends 5 unsolicited neighbour advertisements 1 s apart
 # before it returns, so each IPv6 VIP holds the resource chain (and dnsmasq after it) for ~5-7 s.
@@ -97,14 +111,7 @@ _NONBLOCKING = """\
 # hapair-lab: an IPv6addr that does not block the resource chain (see `lab changes`):
 # the address is added without duplicate address detection and the unsolicited neighbour
 # advertisements are sent in the background.
-. /etc/ha.d/resource.d//hto-mapfuncs
-
-if [ $# != 2 ]; then
-    echo "usage: $0 <ip-address> start|stop|status|monitor"
-    exit 1
-fi
-addr=${1%%/*}
-rest=${1#"$addr"}; rest=${rest#/}
+@ARGUMENTS@
 prefix=${rest%%/*}; [ -n "$prefix" ] || prefix=64
 nic=${rest#"$prefix"}; nic=${nic#/}
 [ -n "$nic" ] || { log_and_print "ERROR: IPv6addr: no interface in $1"; exit 1; }
@@ -142,7 +149,8 @@ def render_ipv6addr_nonblocking() -> tuple[str, list[Change]]:
         "profile fast (or stack option ipv6addr=nonblocking): the package's agent holds every "
         "takeover and cold start ~7 s per IPv6 VIP (F19); gives up DAD, so a split brain "
         "configures the address on both nodes")
-    return _NONBLOCKING.replace("@SEND_UA@", SEND_UA), [change]
+    return (_NONBLOCKING.replace("@ARGUMENTS@\n", _ARGUMENTS)
+            .replace("@SEND_UA@", SEND_UA)), [change]
 
 
 IPADDR_WRAPPER_PATH = "/etc/ha.d/resource.d/IPaddr"
@@ -163,14 +171,7 @@ _LEAN_IPADDR = """\
 #!/bin/sh
 # hapair-lab: a lean IPaddr (see `lab changes`): the package's address, alias label, broadcast
 # and gratuitous ARPs for ADDR/PREFIX/NIC[/BROADCAST], from one shell and `ip`.
-. /etc/ha.d/resource.d//hto-mapfuncs
-
-if [ $# != 2 ]; then
-    echo "usage: $0 <ip-address> start|stop|status|monitor"
-    exit 1
-fi
-addr=${1%%/*}
-rest=${1#"$addr"}; rest=${rest#/}
+@ARGUMENTS@
 prefix=${rest%%/*}
 rest=${rest#"$prefix"}; rest=${rest#/}
 nic=${rest%%/*}
@@ -227,7 +228,8 @@ def render_ipaddr_lean() -> tuple[str, list[Change]]:
         "takeover and cold start (more under load) starting shells for the two IPv4 VIPs; does "
         "not check whether the address sits on another interface (the package's status calls "
         "that an error)")
-    text = (_LEAN_IPADDR.replace("@SEND_ARP@", SEND_ARP)
+    text = (_LEAN_IPADDR.replace("@ARGUMENTS@\n", _ARGUMENTS)
+            .replace("@SEND_ARP@", SEND_ARP)
             .replace("@INTERVAL@", str(SEND_ARP_INTERVAL_MS))
             .replace("@REPEAT@", str(SEND_ARP_REPEAT)))
     return text, [change]
