@@ -98,6 +98,21 @@ fi
 addr=${1%%/*}
 rest=${1#"$addr"}; rest=${rest#/}
 """
+# ... and their end: status as ResourceManager reads it (the word `running` or `stopped`),
+# from each variant's own `configured` test.
+_STATUS_AND_END = """\
+    status|monitor)
+        if configured; then echo running; exit 0; fi
+        echo stopped; exit 3;;
+esac
+exit 1
+"""
+
+
+def _fill(template: str) -> str:
+    """A speed variant's text with the start and the end both share."""
+    return (template.replace("@ARGUMENTS@\n", _ARGUMENTS)
+            .replace("@STATUS_AND_END@", _STATUS_AND_END))
 
 
 # A comparison for scenarios, never the seed's default: the package's IPv6addr waits out
@@ -130,12 +145,7 @@ case $2 in
     stop)
         configured && ip -6 addr del "$addr/$prefix" dev "$nic"
         exit 0;;
-    status|monitor)
-        if configured; then echo running; exit 0; fi
-        echo stopped; exit 3;;
-esac
-exit 1
-"""
+@STATUS_AND_END@"""
 SEND_UA = "/usr/libexec/heartbeat/send_ua"
 
 
@@ -149,8 +159,7 @@ def render_ipv6addr_nonblocking() -> tuple[str, list[Change]]:
         "profile fast (or stack option ipv6addr=nonblocking): the package's agent holds every "
         "takeover and cold start ~7 s per IPv6 VIP (F19); gives up DAD, so a split brain "
         "configures the address on both nodes")
-    return (_NONBLOCKING.replace("@ARGUMENTS@\n", _ARGUMENTS)
-            .replace("@SEND_UA@", SEND_UA)), [change]
+    return _fill(_NONBLOCKING).replace("@SEND_UA@", SEND_UA), [change]
 
 
 IPADDR_WRAPPER_PATH = "/etc/ha.d/resource.d/IPaddr"
@@ -208,12 +217,7 @@ case $2 in
             ip -4 addr del "$addr/$prefix" dev "$nic" || exit 1
         fi
         exit 0;;
-    status|monitor)
-        if configured; then echo running; exit 0; fi
-        echo stopped; exit 3;;
-esac
-exit 1
-"""
+@STATUS_AND_END@"""
 
 
 def render_ipaddr_lean() -> tuple[str, list[Change]]:
@@ -228,8 +232,7 @@ def render_ipaddr_lean() -> tuple[str, list[Change]]:
         "takeover and cold start (more under load) starting shells for the two IPv4 VIPs; does "
         "not check whether the address sits on another interface (the package's status calls "
         "that an error)")
-    text = (_LEAN_IPADDR.replace("@ARGUMENTS@\n", _ARGUMENTS)
-            .replace("@SEND_ARP@", SEND_ARP)
+    text = (_fill(_LEAN_IPADDR).replace("@SEND_ARP@", SEND_ARP)
             .replace("@INTERVAL@", str(SEND_ARP_INTERVAL_MS))
             .replace("@REPEAT@", str(SEND_ARP_REPEAT)))
     return text, [change]

@@ -27,7 +27,7 @@ from lab.services.haconf import parse_haresources
 from lab.services.lint import lint
 from lab.services.pki import make_pki
 from lab.services.proc import spawn
-from lab.services.profiles import IPADDR_AGENTS, IPV6ADDR_AGENTS, load_profile
+from lab.services.profiles import CHOICES, load_profile
 from lab.services.render import (
     DNSMASQ_DIR,
     LAB_CA_PATH,
@@ -61,6 +61,13 @@ def _env_findings() -> frozenset[str]:
     return frozenset(x.strip() for x in raw.split(",") if x.strip())
 
 
+def _agent(key: str, value: str) -> str:
+    """A resource agent choice (`ipv6addr`, `ipaddr`), checked against the profiles' own list."""
+    if value not in CHOICES[key]:
+        raise ValueError(f"{key}: {value!r} is not one of {', '.join(CHOICES[key])}")
+    return value
+
+
 class SeedStack(Stack):
     """The seed's design. `keep_findings` (or $HAPAIR_KEEP_FINDINGS=F1,F2) leaves fixes out."""
 
@@ -72,13 +79,8 @@ class SeedStack(Stack):
                  ipaddr: str | None = None) -> None:
         self.profile = load_profile(profile)
         # the profile's IPv6addr and IPaddr agents unless the lab asks for others (a comparison)
-        self.ipv6addr = ipv6addr or self.profile.ipv6addr
-        if self.ipv6addr not in IPV6ADDR_AGENTS:
-            raise ValueError(f"ipv6addr: {self.ipv6addr!r} is not one of "
-                             f"{', '.join(IPV6ADDR_AGENTS)}")
-        self.ipaddr = ipaddr or self.profile.ipaddr
-        if self.ipaddr not in IPADDR_AGENTS:
-            raise ValueError(f"ipaddr: {self.ipaddr!r} is not one of {', '.join(IPADDR_AGENTS)}")
+        self.ipv6addr = _agent("ipv6addr", ipv6addr or self.profile.ipv6addr)
+        self.ipaddr = _agent("ipaddr", ipaddr or self.profile.ipaddr)
         # False: `up` returns once every node booted, for a kept finding that keeps the pair
         # from ever becoming ready (F20); the scenario then waits for what it shows
         self.await_ready = await_ready

@@ -110,3 +110,13 @@ def test_an_argument_without_prefix_or_interface_fails_and_says_so(tmp_path: Pat
     done = subprocess.run(["unshare", "-n", "-m", "sh", str(agent), "192.168.1.4", "start"],
                           capture_output=True, text=True, timeout=30)
     assert "192.168.1.4: expected ADDR/PREFIX/NIC" in done.stdout
+
+
+def test_a_stack_takes_the_profiles_agent_unless_told_and_refuses_an_unknown_one() -> None:
+    from lab.services.stack import SeedStack
+    assert (SeedStack("fast").ipaddr, SeedStack("seed").ipaddr) == ("lean", "stock")
+    assert SeedStack("fast", ipaddr="stock").options().ipaddr == "stock"
+    with pytest.raises(ValueError, match="ipaddr: 'nonblocking' is not one of stock, lean"):
+        SeedStack("fast", ipaddr="nonblocking")
+    with pytest.raises(ValueError, match="ipv6addr: 'lean' is not one of stock, nonblocking"):
+        SeedStack("fast", ipv6addr="lean")
